@@ -1,0 +1,33 @@
+# keras-mtl: `make demo` trains and exports the default model, `make test` runs
+# the tests. Both create .venv on first use.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: venv demo test lint format clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: venv
+	$(BIN)/keras-mtl train --preset shapes
+
+test: venv lint
+	$(BIN)/python -m pytest
+
+lint: venv
+	$(BIN)/ruff check keras_mtl tests
+
+format: venv
+	$(BIN)/ruff format keras_mtl tests
+
+clean:
+	rm -rf runs saved_models/*/ .pytest_cache .ruff_cache

@@ -1,0 +1,81 @@
+"""keras-mtl: multi-output Keras models, Input -> Trunk -> Head 1 -> Head 2.
+
+The public API, written by hand; anything not exported here is private.
+
+Example:
+
+```python
+import keras_mtl
+
+config = keras_mtl.load_config("shapes", overrides=["train.epochs=2"])
+model, history, run_dir = keras_mtl.train(config)
+datasets = keras_mtl.load_datasets(config)
+metrics = keras_mtl.evaluate(model, datasets.test, config)
+path = keras_mtl.export_run(model, config, datasets, metrics)
+```
+"""
+
+from keras_mtl.config import (
+    Config,
+    DataConfig,
+    ExportConfig,
+    ModelConfig,
+    TaskConfig,
+    TrainConfig,
+    config_from_dict,
+    list_presets,
+    load_config,
+)
+from keras_mtl.data import Datasets, load_datasets
+from keras_mtl.distribute import (
+    configure_cpu_replicas,
+    describe_strategy,
+    make_strategy,
+)
+from keras_mtl.evaluation import evaluate, evaluate_saved_model
+from keras_mtl.export import export_run, export_saved_model
+from keras_mtl.models import (
+    ConvTrunk,
+    MLPTrunk,
+    MultiTaskModel,
+    TaskHead,
+    build_model,
+    compile_model,
+)
+from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
+from keras_mtl.training import TrainingDivergedError, TrainResult, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Config",
+    "ConvTrunk",
+    "DataConfig",
+    "Datasets",
+    "ExportConfig",
+    "LoadedModel",
+    "MLPTrunk",
+    "ModelConfig",
+    "MultiTaskModel",
+    "TaskConfig",
+    "TaskHead",
+    "TrainConfig",
+    "TrainResult",
+    "TrainingDivergedError",
+    "build_model",
+    "compile_model",
+    "config_from_dict",
+    "configure_cpu_replicas",
+    "describe_strategy",
+    "evaluate",
+    "evaluate_saved_model",
+    "export_run",
+    "export_saved_model",
+    "list_presets",
+    "list_versions",
+    "load_config",
+    "load_datasets",
+    "make_strategy",
+    "read_metadata",
+    "train",
+]

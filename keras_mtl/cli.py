@@ -1,0 +1,207 @@
+"""`keras-mtl`: train, evaluate, predict and inspect configs from the shell.
+
+    keras-mtl train [--preset NAME | --config FILE] [--set KEY=VALUE ...] [--replicas N]
+    keras-mtl evaluate --model DIR [--split test|validation]
+    keras-mtl predict --model DIR --input FILE
+    keras-mtl config [--preset NAME | --config FILE] [--set KEY=VALUE ...]
+
+A bad argument or config prints one line and exits with status 2.
+"""
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """A problem with what the user passed; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_config_arguments(parser):
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument(
+        "--preset", default=None, help="a named preset (default: shapes)"
+    )
+    source.add_argument("--config", default=None, help="a TOML config file")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. train.epochs=3 or tasks.fine.weight=0.5",
+    )
+
+
+def _load_config(args):
+    from keras_mtl.config import load_config
+
+    overrides = list(args.overrides)
+    if getattr(args, "replicas", None) is not None:
+        overrides.append(f"train.replicas={args.replicas}")
+    return load_config(args.config or args.preset or "shapes", overrides)
+
+
+def _cmd_config(args):
+    print(_load_config(args).to_toml(), end="")
+
+
+def _cmd_train(args):
+    config = _load_config(args)
+    import keras_mtl
+
+    strategy = keras_mtl.make_strategy(config.train)
+    datasets = keras_mtl.load_datasets(config, replicas=strategy.num_replicas_in_sync)
+    print(
+        f"Training {config.name!r} ({keras_mtl.describe_strategy(strategy)}); "
+        f"examples: {datasets.sizes}",
+        file=sys.stderr,
+    )
+    model, _, run_dir = keras_mtl.train(
+        config, datasets=datasets, strategy=strategy, verbose=args.verbose
+    )
+    metrics = keras_mtl.evaluate(model, datasets.test, config)
+    print("Test metrics: " + json.dumps(metrics), file=sys.stderr)
+    print(f"Run directory: {run_dir}", file=sys.stderr)
+    if args.no_export:
+        return
+    print(keras_mtl.export_run(model, config, datasets, metrics))
+
+
+def _cmd_evaluate(args):
+    from keras_mtl.evaluation import evaluate_saved_model
+
+    metrics = evaluate_saved_model(args.model, args.split, args.overrides)
+    print(json.dumps(metrics, indent=1))
+
+
+def _read_inputs(path, input_specs):
+    import numpy as np
+
+    from keras_mtl.saved_model import rows_to_columns
+
+    input_names = sorted(input_specs)
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--input: no such file: {path}")
+    if path.suffix == ".npy":
+        if len(input_names) != 1:
+            raise UsageError(
+                f"--input: a .npy file feeds a model with one input; this one has "
+                f"{sorted(input_names)}. Use JSON rows or CSV."
+            )
+        return {input_names[0]: np.load(path, allow_pickle=False)}
+    if path.suffix == ".csv":
+        import csv
+
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file, skipinitialspace=True))
+        columns = rows_to_columns(rows, input_names)
+        for name, spec in input_specs.items():  # CSV holds text; "" is missing.
+            if spec.dtype.is_floating and name in columns:
+                columns[name] = [
+                    float(v) if v.strip() else float("nan") for v in columns[name]
+                ]
+        return columns
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"--input: {path} is not JSON, CSV or .npy: {error}") from None
+    if isinstance(data, dict):
+        if "inputs" in data:
+            return data["inputs"]
+        data = data.get("instances", data)
+    return rows_to_columns(data, input_names)
+
+
+def _cmd_predict(args):
+    from keras_mtl.saved_model import LoadedModel
+
+    model = LoadedModel(args.model)
+    columns = _read_inputs(args.input, model.input_specs)
+    outputs = model.predict(columns)
+    rows = [
+        {name: outputs[name][index].tolist() for name in model.output_names}
+        for index in range(len(next(iter(outputs.values()))))
+    ]
+    print(json.dumps({"predictions": rows}))
+
+
+def build_parser():
+    parser = _Parser(prog="keras-mtl", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=_Parser
+    )
+
+    train = commands.add_parser("train", help="train, evaluate and export a model")
+    _add_config_arguments(train)
+    train.add_argument("--replicas", type=int, help="same as --set train.replicas=N")
+    train.add_argument(
+        "--no-export", action="store_true", help="skip the SavedModel export"
+    )
+    train.add_argument(
+        "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity"
+    )
+    train.set_defaults(run=_cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate", help="per-task test metrics of a SavedModel"
+    )
+    evaluate.add_argument(
+        "--model", required=True, help="a SavedModel version or model directory"
+    )
+    evaluate.add_argument("--split", choices=("test", "validation"), default="test")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the recorded config, e.g. data.path=/new/place.csv",
+    )
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="predictions of a SavedModel as JSON")
+    predict.add_argument(
+        "--model", required=True, help="a SavedModel version or model directory"
+    )
+    predict.add_argument(
+        "--input", required=True, help="JSON rows ({'instances': [...]}), CSV or .npy"
+    )
+    predict.set_defaults(run=_cmd_predict)
+
+    config = commands.add_parser("config", help="print the resolved config as TOML")
+    _add_config_arguments(config)
+    config.set_defaults(run=_cmd_config)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", stream=sys.stderr)
+    logging.getLogger("keras_mtl").setLevel(logging.INFO)
+    try:
+        args.run(args)
+    except (UsageError, ValueError) as error:
+        print(f"keras-mtl {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (RuntimeError, ArithmeticError) as error:
+        print(f"keras-mtl {args.command}: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""What the model's inputs are: one spec per named input.
+
+The data sources describe their inputs with these specs (image shape, a numeric
+column's training mean and variance, a categorical column's training
+vocabulary) and the model builder turns each into a named `keras.Input` plus its
+preprocessing, so the SavedModel takes raw values.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFeature:
+    """An image input; pixel values in [0, 255]."""
+
+    name: str
+    shape: tuple = (32, 32, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericFeature:
+    """A numeric column, standardised with its training-split statistics."""
+
+    name: str
+    mean: float = 0.0
+    variance: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class CategoricalFeature:
+    """A string column, one-hot encoded over its training-split vocabulary."""
+
+    name: str
+    vocabulary: tuple = ()
+    missing_values: tuple = ("?", "")
+
+
+def feature_to_dict(feature):
+    return {"type": type(feature).__name__, **dataclasses.asdict(feature)}
+
+
+def feature_from_dict(config):
+    config = dict(config)
+    kinds = {
+        cls.__name__: cls for cls in (ImageFeature, NumericFeature, CategoricalFeature)
+    }
+    cls = kinds[config.pop("type")]
+    for key in ("shape", "vocabulary", "missing_values"):
+        if key in config:
+            config[key] = tuple(config[key])
+    return cls(**config)

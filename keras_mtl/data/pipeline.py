@@ -1,0 +1,97 @@
+"""One tf.data pipeline for every source: cache, shuffle, batch, prefetch.
+
+Training batches always drop the remainder, so every step sees a full global
+batch that divides evenly over the replicas (an uneven batch changes the
+gradient, biases per-task loss metrics, and as the first batch it crashes
+Keras 3.15's symbolic build). Validation and test batches keep every example on
+one replica and drop the remainder on several, for the same reasons.
+"""
+
+import dataclasses
+
+import tensorflow as tf
+
+from keras_mtl.data.csv_source import load_csv
+from keras_mtl.data.tfds_source import load_tfds
+
+
+@dataclasses.dataclass
+class Datasets:
+    """Batched splits of `(inputs, {task: label})` and what describes them.
+
+    Attributes:
+        train: Shuffled (when `train.shuffle`), batched, prefetched.
+        validation: Batched; None when the validation split is empty.
+        test: Batched.
+        features: One spec per model input (`keras_mtl.data.features`).
+        class_names: Task name -> class names, or None for regression.
+        sizes: Split name -> number of examples before batching (None where
+            the source does not know).
+    """
+
+    train: tf.data.Dataset
+    validation: tf.data.Dataset | None
+    test: tf.data.Dataset
+    features: tuple
+    class_names: dict
+    sizes: dict
+
+
+def load_datasets(config, replicas=1):
+    """Builds the batched train, validation and test datasets for `config`.
+
+    Args:
+        config: A `keras_mtl.Config`.
+        replicas: How many replicas share each global batch
+            (`strategy.num_replicas_in_sync`).
+
+    Returns:
+        A `Datasets`.
+
+    Example:
+
+    ```python
+    datasets = load_datasets(load_config("shapes/tiny"))
+    inputs, labels = next(iter(datasets.train))
+    ```
+    """
+    loader = load_csv if config.data.source == "csv" else load_tfds
+    splits, features, class_names, sizes = loader(config)
+    batch_size = config.train.batch_size
+    if batch_size % replicas:
+        raise ValueError(
+            f"train.batch_size={batch_size} must be divisible by the number of "
+            f"replicas ({replicas}) so that every replica gets an equal share."
+        )
+    if sizes["train"] is not None and sizes["train"] < batch_size:
+        raise ValueError(
+            f"The training split has {sizes['train']} examples, fewer than one "
+            f"batch (train.batch_size={batch_size}); training drops incomplete "
+            "batches. Lower train.batch_size or raise data.max_examples."
+        )
+
+    def finish(split, training):
+        dataset = splits[split]
+        if config.data.cache:
+            dataset = dataset.cache()
+        if training and config.train.shuffle:
+            dataset = dataset.shuffle(
+                config.data.shuffle_buffer,
+                seed=config.data.seed,
+                reshuffle_each_iteration=True,
+            )
+        size = batch_size
+        if not training and replicas > 1 and sizes[split] is not None:
+            # A split smaller than one batch still gets one even batch.
+            size = max(min(batch_size, sizes[split] // replicas * replicas), replicas)
+        dataset = dataset.batch(size, drop_remainder=training or replicas > 1)
+        return dataset.prefetch(tf.data.AUTOTUNE)
+
+    return Datasets(
+        train=finish("train", training=True),
+        validation=finish("validation", False) if sizes["validation"] != 0 else None,
+        test=finish("test", training=False),
+        features=features,
+        class_names=class_names,
+        sizes=sizes,
+    )

@@ -1,0 +1,100 @@
+"""Which `tf.distribute` strategy a run uses.
+
+| `train.strategy` | GPUs visible | no GPU |
+|---|---|---|
+| `auto` (default) | `MirroredStrategy` over all GPUs (or the first `train.replicas`) | default strategy; `MirroredStrategy` over `train.replicas` logical CPUs when > 1 |
+| `mirrored` | as `auto` | `MirroredStrategy` over `max(train.replicas, 1)` logical CPUs |
+| `default` | default strategy (one device) | default strategy |
+
+Logical CPUs let the N-replica path run for real on a CPU-only machine. They
+must be configured before TensorFlow starts its runtime: `make_strategy` does
+it when it can and otherwise says what to do.
+"""
+
+import tensorflow as tf
+
+
+def configure_cpu_replicas(replicas):
+    """Splits the first CPU into `replicas` logical devices.
+
+    Call it before anything else touches TensorFlow's devices (in a notebook,
+    in the first cell). Asking for fewer devices than are configured is fine.
+
+    Args:
+        replicas: How many logical CPU devices are needed.
+
+    Raises:
+        RuntimeError: TensorFlow already started with fewer logical CPUs.
+    """
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    configured = tf.config.get_logical_device_configuration(cpu) or [None]
+    if len(configured) >= replicas:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * replicas
+        )
+    except RuntimeError:
+        available = len(tf.config.list_logical_devices("CPU"))
+        if available < replicas:
+            raise RuntimeError(
+                f"train.replicas={replicas} needs {replicas} logical CPU devices but "
+                f"TensorFlow already started with {available}. Call "
+                f"keras_mtl.configure_cpu_replicas({replicas}) before any other "
+                "TensorFlow call (in a notebook: in the first cell, then restart)."
+            ) from None
+
+
+def make_strategy(train):
+    """The `tf.distribute.Strategy` for a `TrainConfig` (see the module table).
+
+    Args:
+        train: `config.train`.
+
+    Returns:
+        A strategy; `strategy.num_replicas_in_sync` is its replica count.
+
+    Raises:
+        ValueError: The request cannot run here (more GPU replicas than GPUs,
+            or an option that fails on logical CPUs in TensorFlow 2.21).
+    """
+    if train.strategy == "default":
+        return tf.distribute.get_strategy()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        if train.replicas > len(gpus):
+            raise ValueError(
+                f"train.replicas={train.replicas} but only {len(gpus)} GPU(s) are "
+                "visible. Use train.replicas=0 for all of them."
+            )
+        count = train.replicas or len(gpus)
+        return tf.distribute.MirroredStrategy([f"/gpu:{i}" for i in range(count)])
+    replicas = max(train.replicas, 1)
+    if train.strategy == "auto" and replicas == 1:
+        return tf.distribute.get_strategy()
+    if replicas > 1:
+        for key, value in (
+            ("jit_compile", train.jit_compile),
+            ("steps_per_execution", train.steps_per_execution > 1),
+        ):
+            if value:
+                raise ValueError(
+                    f"train.{key}={getattr(train, key)!r} fails under MirroredStrategy "
+                    f"on logical CPU devices (train.replicas={replicas}, no GPU) in "
+                    f"TensorFlow 2.21. Set train.{key}="
+                    f"{'false' if key == 'jit_compile' else 1} or train.replicas=1."
+                )
+        configure_cpu_replicas(replicas)
+    # Collective all-reduce keys restart with every new strategy, so a second
+    # MirroredStrategy in one process (a notebook, a test run) collides with the
+    # first ("Shape mismatch in the collective instance"); logical CPUs share
+    # memory anyway, so reduce on one of them instead.
+    return tf.distribute.MirroredStrategy(
+        [f"/cpu:{i}" for i in range(replicas)],
+        cross_device_ops=tf.distribute.ReductionToOneDevice("/cpu:0"),
+    )
+
+
+def describe_strategy(strategy):
+    """A one-line description such as `MirroredStrategy over 2 replicas`."""
+    return f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"

@@ -1,0 +1,104 @@
+"""Per-task evaluation of a Keras model or an exported SavedModel.
+
+Both go through one loop: predict a batch, update each task's loss and
+metrics. A SavedModel is evaluated from what it carries (its config names the
+data), so `keras-mtl evaluate --model saved_models/shapes/1` needs nothing
+else.
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_mtl import tasks as task_lib
+
+
+def evaluate_predictions(predict, dataset, tasks):
+    """Each task's mean loss and metrics over `dataset`.
+
+    Args:
+        predict: A function from a batch of inputs to a dict of predictions
+            keyed by task name.
+        dataset: Batches of `(inputs, {task: label})`.
+        tasks: The `TaskConfig`s.
+
+    Returns:
+        `{task: {"loss": ..., <metric>: ...}}` with Python floats. Losses are
+        unweighted; `keras_mtl.tasks.metric_direction` tells which way each
+        metric improves.
+    """
+    losses = {task.name: task_lib.make_loss(task) for task in tasks}
+    trackers = {
+        task.name: [keras.metrics.Mean(name="loss"), *task_lib.make_metrics(task)]
+        for task in tasks
+    }
+    for inputs, labels in dataset:
+        predictions = predict(inputs)
+        for task in tasks:
+            y_true, y_pred = labels[task.name], predictions[task.name]
+            batch_size = tf.shape(y_pred)[0]
+            loss_tracker, *metrics = trackers[task.name]
+            loss_tracker.update_state(
+                losses[task.name](y_true, y_pred), sample_weight=batch_size
+            )
+            for metric in metrics:
+                metric.update_state(y_true, y_pred)
+    return {
+        name: {metric.name: float(metric.result()) for metric in metrics}
+        for name, metrics in trackers.items()
+    }
+
+
+def evaluate(model, dataset, config):
+    """Each task's loss and metrics for a Keras model on a batched dataset.
+
+    Args:
+        model: The trained Keras model.
+        dataset: Batches of `(inputs, {task: label})`, e.g. `Datasets.test`.
+        config: The run's `Config` (for its tasks).
+
+    Returns:
+        `{task: {"loss": ..., <metric>: ...}}`.
+
+    Example:
+
+    ```python
+    metrics = evaluate(model, datasets.test, config)
+    metrics["fine"]["accuracy"]
+    ```
+    """
+    predict = tf.function(
+        lambda inputs: model(inputs, training=False), reduce_retracing=True
+    )
+    return evaluate_predictions(predict, dataset, config.tasks)
+
+
+def evaluate_saved_model(path, split="test", overrides=()):
+    """Evaluates an exported SavedModel on a split of the data it was trained on.
+
+    Args:
+        path: A version directory or a model directory (latest version).
+        split: `"test"` or `"validation"`.
+        overrides: `section.key=value` changes to the recorded config, such
+            as `data.path=...` when the data moved.
+
+    Returns:
+        `{task: {"loss": ..., <metric>: ...}}`.
+    """
+    from keras_mtl.config import config_from_dict
+    from keras_mtl.data import load_datasets
+    from keras_mtl.saved_model import LoadedModel
+
+    loaded = LoadedModel(path)
+    if "config" not in loaded.metadata:
+        raise ValueError(
+            f"{loaded.path} has no keras-mtl metadata (assets.extra/keras_mtl.json); "
+            "it was not exported by keras-mtl, so its data is unknown."
+        )
+    config = config_from_dict(loaded.metadata["config"], str(loaded.path), overrides)
+    datasets = load_datasets(config)
+    dataset = {"test": datasets.test, "validation": datasets.validation}[split]
+    if dataset is None:
+        raise ValueError(f"The {split!r} split is empty for {loaded.path}.")
+    return evaluate_predictions(
+        lambda inputs: loaded.signature(**inputs), dataset, config.tasks
+    )

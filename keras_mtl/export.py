@@ -1,0 +1,180 @@
+"""`export_saved_model`: versioned, atomic, verified SavedModels.
+
+The layout is TF Serving's: `<base_dir>/<name>/<version>/` with an integer
+version, the next after the largest present. The SavedModel is written into a
+temporary directory whose name is not an integer (so TF Serving and
+`keras-mtl serve` ignore it), reloaded and compared with the in-memory model,
+and only then renamed into place: a crash never leaves a half-written numbered
+version behind.
+"""
+
+import datetime
+import json
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_mtl.config import resolve_path
+from keras_mtl.data.features import feature_to_dict
+from keras_mtl.saved_model import SIGNATURE, list_versions, metadata_path
+
+logger = logging.getLogger(__name__)
+
+
+def library_versions():
+    """Versions of keras-mtl and the libraries a SavedModel depends on."""
+    from importlib import metadata
+
+    versions = {"tensorflow": tf.__version__, "keras": keras.__version__}
+    try:
+        versions["keras_mtl"] = metadata.version("keras-mtl")
+    except metadata.PackageNotFoundError:
+        versions["keras_mtl"] = "unknown"
+    return versions
+
+
+def sample_inputs(model, batch_size=2):
+    """A small batch that fits `model`'s inputs: zeros, or "" for strings."""
+    batch = {}
+    for tensor in model.inputs:
+        shape = (batch_size, *tensor.shape[1:])
+        if tensor.dtype == "string":
+            batch[tensor.name] = tf.constant(np.full(shape, "", dtype=object))
+        else:
+            batch[tensor.name] = tf.zeros(shape, dtype=tensor.dtype)
+    return batch
+
+
+def _verify(version_dir, model, inputs, atol):
+    loaded = tf.saved_model.load(str(version_dir))
+    signature = loaded.signatures[SIGNATURE]
+    reloaded = signature(**inputs)
+    expected = model(inputs, training=False)
+    if sorted(reloaded) != sorted(expected):
+        raise RuntimeError(
+            f"The exported signature has outputs {sorted(reloaded)}, the model "
+            f"{sorted(expected)}."
+        )
+    for name, value in expected.items():
+        difference = np.max(np.abs(np.asarray(reloaded[name]) - np.asarray(value)))
+        if not difference <= atol:
+            raise RuntimeError(
+                f"Output {name!r} of the reloaded SavedModel differs from the "
+                f"model's by {difference:.3g} (> {atol})."
+            )
+
+
+def _rename_into_place(temporary, model_dir):
+    for _ in range(100):
+        version = max(list_versions(model_dir), default=0) + 1
+        target = model_dir / str(version)
+        if target.exists():
+            continue
+        try:
+            temporary.rename(target)
+        except OSError:  # Another exporter took this number first.
+            continue
+        return target
+    raise RuntimeError(f"Could not find a free version number in {model_dir}.")
+
+
+def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, atol=1e-5):
+    """Writes `model` to `base_dir/name/<next version>/` as a SavedModel.
+
+    The `serving_default` signature takes the model's named inputs and returns
+    one output per task, named after it. `metadata` is written to
+    `assets.extra/keras_mtl.json` with the library versions and the time.
+
+    Args:
+        model: A Keras model with named inputs and dict outputs.
+        base_dir: The directory of all models (`export.base_dir`).
+        name: The model's name (`config.name`).
+        metadata: A JSON-serialisable dict (config, tasks, class names,
+            metrics).
+        inputs: A batch to verify the reloaded SavedModel with; zeros of the
+            right shapes by default.
+        atol: Largest allowed difference between reloaded and in-memory
+            outputs.
+
+    Returns:
+        The `Path` of the new version directory.
+
+    Example:
+
+    ```python
+    path = export_saved_model(model, "saved_models", "shapes")
+    # saved_models/shapes/1
+    ```
+    """
+    model_dir = Path(base_dir) / name
+    model_dir.mkdir(parents=True, exist_ok=True)
+    temporary = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
+    try:
+        model.export(str(temporary), format="tf_saved_model", verbose=False)
+        record = {
+            **(metadata or {}),
+            "library_versions": library_versions(),
+            "exported_at": datetime.datetime.now(datetime.UTC).isoformat(
+                timespec="seconds"
+            ),
+        }
+        metadata_path(temporary).parent.mkdir(exist_ok=True)
+        metadata_path(temporary).write_text(json.dumps(record, indent=1, default=str))
+        _verify(
+            temporary,
+            model,
+            inputs if inputs is not None else sample_inputs(model),
+            atol,
+        )
+        version_dir = _rename_into_place(temporary, model_dir)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    logger.info("Exported %s", version_dir)
+    return version_dir
+
+
+def export_run(model, config, datasets, metrics=None):
+    """Exports a trained model of `config` to `<export.base_dir>/<name>/<next>/`.
+
+    The metadata records the config (so the SavedModel can be evaluated
+    later), each task's kind and class names, the input specs and `metrics`;
+    the reloaded model is verified on a batch of the test split.
+
+    Args:
+        model: The trained model.
+        config: Its `Config`.
+        datasets: Its `Datasets`.
+        metrics: Test metrics to record, e.g. from `keras_mtl.evaluate`.
+
+    Returns:
+        The `Path` of the new version directory.
+    """
+    inputs, _ = next(iter(datasets.test))
+    metadata = {
+        "name": config.name,
+        "tasks": [
+            {
+                "name": task.name,
+                "kind": task.kind,
+                "head": index + 1,
+                "class_names": datasets.class_names.get(task.name),
+            }
+            for index, task in enumerate(config.tasks)
+        ],
+        "features": [feature_to_dict(feature) for feature in datasets.features],
+        "test_metrics": metrics,
+        "config": config.to_dict(),
+    }
+    return export_saved_model(
+        model,
+        resolve_path(config.export.base_dir),
+        config.name,
+        metadata=metadata,
+        inputs=inputs,
+    )

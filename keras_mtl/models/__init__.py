@@ -1,0 +1,24 @@
+"""The model: trunk, heads and the function that assembles them."""
+
+from keras_mtl.models.heads import TaskHead
+from keras_mtl.models.multi_task_model import (
+    MultiTaskModel,
+    build_model,
+    compile_model,
+    make_optimizer,
+)
+from keras_mtl.models.preprocessing import CleanStrings, FillMissing, StandardizeImage
+from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
+
+__all__ = [
+    "CleanStrings",
+    "ConvTrunk",
+    "FillMissing",
+    "MLPTrunk",
+    "MultiTaskModel",
+    "StandardizeImage",
+    "TaskHead",
+    "build_model",
+    "compile_model",
+    "make_optimizer",
+]

@@ -1,0 +1,143 @@
+"""Reading exported SavedModels: versions, metadata and the serving signature.
+
+Used by evaluation, `keras-mtl predict` and the server; none of them needs the
+Keras model or keras-mtl's custom layers, only `tf.saved_model.load`.
+"""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+METADATA_FILE = "keras_mtl.json"
+SIGNATURE = "serving_default"
+
+
+def metadata_path(version_dir):
+    return Path(version_dir) / "assets.extra" / METADATA_FILE
+
+
+def read_metadata(version_dir):
+    """The metadata keras-mtl wrote beside a SavedModel, or `{}` if none."""
+    path = metadata_path(version_dir)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def list_versions(model_dir):
+    """The integer version directories of `model_dir`, ascending.
+
+    As TF Serving does, a directory counts when its name is an integer
+    (`00000123` is 123) and other names (the exporter's temporary directories)
+    are ignored.
+    """
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return []
+    return sorted(
+        int(path.name)
+        for path in model_dir.iterdir()
+        if path.is_dir() and path.name.isdigit()
+    )
+
+
+def resolve_version_dir(path):
+    """`path` if it holds a SavedModel, else its latest integer version."""
+    path = Path(path)
+    if (path / "saved_model.pb").exists():
+        return path
+    versions = list_versions(path)
+    if not versions:
+        raise ValueError(
+            f"No SavedModel at {path}: expected saved_model.pb there or integer "
+            "version directories such as saved_models/shapes/1."
+        )
+    latest = max(versions)
+    return next(
+        p
+        for p in path.iterdir()
+        if p.is_dir() and p.name.isdigit() and int(p.name) == latest
+    )
+
+
+class LoadedModel:
+    """A SavedModel loaded for inference through its `serving_default` signature.
+
+    Args:
+        path: A version directory, or a model directory (its latest version).
+
+    Attributes:
+        path: The version directory.
+        metadata: What `export_saved_model` recorded (config, tasks, metrics).
+        input_specs: Input name -> `tf.TensorSpec` of the signature.
+        output_names: The signature's output names (the task names).
+    """
+
+    def __init__(self, path):
+        self.path = resolve_version_dir(path)
+        self._loaded = tf.saved_model.load(str(self.path))
+        self.signature = self._loaded.signatures[SIGNATURE]
+        # Python sanitises argument names ("hours-per-week" -> "hours_per_week")
+        # but the SignatureDef, which TF Serving reads, and the call keep the
+        # original names, which the specs carry.
+        self.input_specs = {
+            spec.name or key: spec
+            for key, spec in self.signature.structured_input_signature[1].items()
+        }
+        self.output_names = sorted(self.signature.structured_outputs)
+        self.metadata = read_metadata(self.path)
+
+    def to_tensors(self, inputs):
+        """Converts a dict of array-likes to the signature's dtypes, checking names."""
+        missing = sorted(set(self.input_specs) - set(inputs))
+        unknown = sorted(set(inputs) - set(self.input_specs))
+        if missing or unknown:
+            raise ValueError(
+                f"Expected inputs {sorted(self.input_specs)}; missing {missing}, "
+                f"unknown {unknown}."
+            )
+        tensors = {}
+        for name, spec in self.input_specs.items():
+            value = np.asarray(inputs[name])
+            try:
+                tensors[name] = tf.convert_to_tensor(
+                    value.astype(str) if spec.dtype == tf.string else value, spec.dtype
+                )
+            except (TypeError, ValueError) as error:
+                raise ValueError(
+                    f"Input {name!r}: expected {spec.dtype.name} values, received "
+                    f"{value.dtype} ({error})."
+                ) from None
+            if not spec.shape.is_compatible_with(tensors[name].shape):
+                raise ValueError(
+                    f"Input {name!r}: expected shape {spec.shape.as_list()} (None = "
+                    f"any), received {tensors[name].shape.as_list()}."
+                )
+        return tensors
+
+    def predict(self, inputs):
+        """Runs the signature; returns output name -> numpy array."""
+        outputs = self.signature(**self.to_tensors(inputs))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+
+def rows_to_columns(rows, input_names):
+    """TF Serving's row format to columns: a list of dicts keyed by input name
+    (or of plain values for a model with one input) -> name -> list."""
+    if not isinstance(rows, list) or not rows:
+        raise ValueError("Expected a non-empty list of rows (instances).")
+    if all(isinstance(row, dict) for row in rows):
+        names = sorted(rows[0])
+        for index, row in enumerate(rows):
+            if sorted(row) != names:
+                raise ValueError(
+                    f"Row {index} has keys {sorted(row)} but row 0 has {names}; "
+                    "every row needs the same inputs."
+                )
+        return {name: [row[name] for row in rows] for name in names}
+    if len(input_names) != 1:
+        raise ValueError(
+            f"Rows must be objects keyed by input name for a model with inputs "
+            f"{sorted(input_names)}."
+        )
+    return {input_names[0]: rows}

@@ -1,0 +1,176 @@
+"""`train`: one `model.fit` under the configured strategy, with the callbacks a
+multi-task run needs.
+
+A run lives in `<train.run_dir>/<name>/`:
+
+| path | written by | holds |
+|---|---|---|
+| `config.toml` | `train` | the config of the run |
+| `backup/` | `keras.callbacks.BackupAndRestore` | the last finished epoch; a rerun resumes from it |
+| `checkpoints/best.keras` | `keras.callbacks.ModelCheckpoint` | the best model by `train.monitor` |
+| `logs/` | `keras.callbacks.TensorBoard` | per-task losses and metrics |
+| `history.csv`, `history.json` | `keras.callbacks.CSVLogger`, `train` | every epoch's logs |
+"""
+
+import csv
+import json
+import logging
+import math
+import tomllib
+import typing
+from pathlib import Path
+
+import keras
+
+from keras_mtl.config import config_from_dict, resolve_path
+from keras_mtl.data import load_datasets
+from keras_mtl.distribute import describe_strategy, make_strategy
+from keras_mtl.models import build_model
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDivergedError(FloatingPointError):
+    """A loss became NaN or infinite; the message names it."""
+
+
+class TrainResult(typing.NamedTuple):
+    """What `train` returns; unpacks as `model, history, run_dir`."""
+
+    model: keras.Model
+    history: keras.callbacks.History
+    run_dir: Path
+
+
+class TerminateOnNaN(keras.callbacks.Callback):
+    """Stops training when any logged loss is NaN or infinite, and names it.
+
+    Keras' own `TerminateOnNaN` watches only the total `loss`; with several
+    tasks the first question is which task's loss broke.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.bad_losses = []
+        self.batch = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = sorted(
+            name
+            for name, value in (logs or {}).items()
+            if name.endswith("loss") and not math.isfinite(float(value))
+        )
+        if bad:
+            self.bad_losses, self.batch = bad, batch
+            self.model.stop_training = True
+
+
+def run_dir_for(config):
+    """`<train.run_dir>/<name>`: where a run keeps its backup, logs and history."""
+    return resolve_path(config.train.run_dir) / config.name
+
+
+def _check_resumable(run_dir, config):
+    backup, saved = run_dir / "backup", run_dir / "config.toml"
+    if not backup.exists() or not saved.exists():
+        return False
+    previous = config_from_dict(tomllib.loads(saved.read_text()), str(saved))
+    if previous.to_dict() != config.to_dict():
+        raise ValueError(
+            f"{run_dir} holds an interrupted run with a different config "
+            f"({saved}). Resume it with that config, remove {backup} to start "
+            "over, or pick another directory with --set train.run_dir=DIR."
+        )
+    return True
+
+
+def default_callbacks(config, run_dir, resuming=False):
+    """The callbacks of every run: backup, best checkpoint, logs, NaN guard."""
+    monitor = config.train.monitor
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        keras.callbacks.ModelCheckpoint(
+            str(run_dir / "checkpoints" / "best.keras"),
+            monitor=monitor,
+            save_best_only=True,
+        ),
+        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
+        TerminateOnNaN(),
+    ]
+    if config.train.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=monitor,
+                patience=config.train.early_stopping_patience,
+                restore_best_weights=True,
+            )
+        )
+    return callbacks
+
+
+def _write_history_json(run_dir):
+    with open(run_dir / "history.csv", newline="") as file:
+        rows = list(csv.DictReader(file))
+    history = {
+        key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})
+    }
+    (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto"):
+    """Trains the two-head model of `config` with `model.fit`.
+
+    Rerunning an interrupted run (same config, same run directory) resumes
+    after its last finished epoch.
+
+    Args:
+        config: A `keras_mtl.Config`.
+        datasets: A `keras_mtl.Datasets`; loaded from `config` by default.
+        strategy: A `tf.distribute.Strategy`; `make_strategy(config.train)`
+            by default.
+        callbacks: More Keras callbacks, run after the default ones.
+        verbose: `model.fit` verbosity (`"auto"`, 0, 1 or 2).
+
+    Returns:
+        A `TrainResult(model, history, run_dir)`.
+
+    Raises:
+        TrainingDivergedError: A loss became NaN or infinite.
+
+    Example:
+
+    ```python
+    model, history, run_dir = keras_mtl.train(keras_mtl.load_config("shapes"))
+    ```
+    """
+    strategy = strategy or make_strategy(config.train)
+    keras.utils.set_random_seed(config.train.seed)
+    if datasets is None:
+        datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
+    run_dir = run_dir_for(config)
+    resuming = _check_resumable(run_dir, config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(config.to_toml())
+    logger.info("Training %s with %s", config.name, describe_strategy(strategy))
+
+    model = build_model(config, datasets.features, strategy=strategy)
+    all_callbacks = default_callbacks(config, run_dir, resuming) + list(callbacks)
+    history = model.fit(
+        datasets.train,
+        validation_data=datasets.validation,
+        epochs=config.train.epochs,
+        callbacks=all_callbacks,
+        verbose=verbose,
+        shuffle=False,  # The pipeline shuffles.
+    )
+    _write_history_json(run_dir)
+    nan_guard = next(c for c in all_callbacks if isinstance(c, TerminateOnNaN))
+    if nan_guard.bad_losses:
+        raise TrainingDivergedError(
+            f"Training stopped at batch {nan_guard.batch} of epoch "
+            f"{len(history.epoch)}: {', '.join(nan_guard.bad_losses)} became NaN or "
+            f"infinite. Lower train.learning_rate or the weight of that task. The "
+            f"best model so far is {run_dir / 'checkpoints' / 'best.keras'}."
+        )
+    return TrainResult(model, history, run_dir)

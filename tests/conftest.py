@@ -1,0 +1,63 @@
+"""Shared fixtures. Two logical CPUs are configured before TensorFlow starts,
+so tests can run the 2-replica MirroredStrategy path for real."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+import keras_mtl  # noqa: E402
+
+keras_mtl.configure_cpu_replicas(2)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def adult_csv_path():
+    """The UCI Adult CSV: $KERAS_MTL_ADULT_CSV, else ../shared/data/adult/adult.csv."""
+    candidate = (
+        os.environ.get("KERAS_MTL_ADULT_CSV")
+        or REPO.parent / "shared/data/adult/adult.csv"
+    )
+    return Path(candidate)
+
+
+@pytest.fixture
+def adult_csv():
+    path = adult_csv_path()
+    if not path.is_file():
+        pytest.skip(f"UCI Adult CSV not found at {path}; set KERAS_MTL_ADULT_CSV")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shapes_data_dir(tmp_path_factory):
+    """A TFDS data_dir holding the generated `shapes/tiny` dataset."""
+    import tensorflow_datasets as tfds
+
+    data_dir = tmp_path_factory.mktemp("tensorflow_datasets")
+    tfds.builder("shapes/tiny", data_dir=str(data_dir)).download_and_prepare()
+    return data_dir
+
+
+def tiny_overrides(tmp_path, data_dir):
+    return [
+        "data.dataset=shapes/tiny",
+        f"data.data_dir={data_dir}",
+        "train.epochs=1",
+        "train.batch_size=64",
+        f"train.run_dir={tmp_path / 'runs'}",
+        f"export.base_dir={tmp_path / 'saved_models'}",
+        "model.width=8",
+        "model.depth=2",
+        "model.head_units=16",
+    ]
+
+
+@pytest.fixture
+def tiny_config(tmp_path, shapes_data_dir):
+    """The shapes preset shrunk to seconds: tiny data, tiny model, one epoch."""
+    return keras_mtl.load_config("shapes", tiny_overrides(tmp_path, shapes_data_dir))

@@ -1,0 +1,164 @@
+"""The `keras-mtl` console script, run as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import tiny_overrides
+
+from keras_mtl import cli
+
+KERAS_MTL = str(Path(sys.executable).parent / "keras-mtl")
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [KERAS_MTL, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        timeout=300,
+    )
+
+
+def own_lines(stderr):
+    """What keras-mtl printed, without TensorFlow's start-up chatter."""
+    return [line for line in stderr.splitlines() if line.startswith("keras-mtl")]
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, shapes_data_dir):
+    """`keras-mtl train` on the tiny config; returns (stdout, export dir, workdir)."""
+    workdir = tmp_path_factory.mktemp("cli")
+    sets = [
+        arg
+        for override in tiny_overrides(workdir, shapes_data_dir)
+        for arg in ("--set", override)
+    ]
+    result = run("train", "--preset", "shapes", *sets, "--verbose", "2", cwd=workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result, Path(result.stdout.strip().splitlines()[-1]), workdir
+
+
+def test_help_for_every_command(capsys):
+    result = run("--help")
+    assert result.returncode == 0 and "usage: keras-mtl" in result.stdout
+    for command in ("train", "evaluate", "predict", "config"):
+        with pytest.raises(SystemExit) as exit:
+            cli.main([command, "--help"])
+        assert exit.value.code == 0
+        assert f"usage: keras-mtl {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["train", "--preset", "nope"], "Unknown preset 'nope'"),
+        (["train", "--set", "train.epochs=0"], "`train.epochs` must be >= 1"),
+        (["train", "--set", "train.epoch=3"], "Unknown config key 'train.epoch'"),
+        (["train", "--replicas", "two"], "argument --replicas: invalid int value"),
+        (
+            ["train", "--preset", "shapes", "--config", "x.toml"],
+            "not allowed with argument",
+        ),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (
+            ["predict", "--model", "/nonexistent", "--input", "x.json"],
+            "No SavedModel at /nonexistent",
+        ),
+    ],
+)
+def test_bad_arguments_get_one_line_and_status_2(args, fragment, capsys):
+    try:  # In-process: the console script calls the same `main`.
+        status = cli.main(args)
+    except SystemExit as exit:  # argparse's own errors
+        status = exit.code
+    stderr = capsys.readouterr().err
+    assert status == 2
+    lines = own_lines(stderr)
+    assert len(lines) == 1, stderr
+    assert fragment in lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_a_bad_argument_through_the_console_script():
+    result = run("train", "--set", "model.trunk=resnet")
+    assert result.returncode == 2
+    (line,) = own_lines(result.stderr)
+    assert line.startswith("keras-mtl train: error: ")
+    assert line.endswith(
+        "`model.trunk` must be one of ['mlp', 'cnn']. Received: model.trunk='resnet'"
+    )
+
+
+def test_train_prints_the_export_directory_last(exported):
+    result, path, workdir = exported
+    assert path == workdir / "saved_models" / "shapes" / "1"
+    assert (path / "saved_model.pb").exists()
+    assert "Test metrics" in result.stderr
+    assert "fine_loss" in result.stdout + result.stderr  # the Keras progress lines
+
+
+def test_evaluate_prints_per_task_metrics(exported):
+    _, path, _ = exported
+    result = run("evaluate", "--model", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads(result.stdout)
+    assert set(metrics) == {"coarse", "fine"}
+    assert set(metrics["fine"]) == {"loss", "accuracy"}
+    recorded = json.loads((path / "assets.extra" / "keras_mtl.json").read_text())[
+        "test_metrics"
+    ]
+    for task in ("coarse", "fine"):
+        assert metrics[task]["accuracy"] == pytest.approx(
+            recorded[task]["accuracy"], abs=1e-6
+        )
+
+
+def test_predict_json_rows_and_npy(exported, tmp_path):
+    _, path, _ = exported
+    images = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    rows = tmp_path / "rows.json"
+    rows.write_text(
+        json.dumps({"instances": [{"image": image.tolist()} for image in images]})
+    )
+    array = tmp_path / "images.npy"
+    np.save(array, images)
+    answers = []
+    for source in (rows, array):
+        result = run("predict", "--model", str(path.parent), "--input", str(source))
+        assert result.returncode == 0, result.stderr[-2000:]
+        answers.append(json.loads(result.stdout)["predictions"])
+    assert len(answers[0]) == 3 and set(answers[0][0]) == {"coarse", "fine"}
+    assert len(answers[0][0]["fine"]) == 12
+    assert sum(answers[0][0]["fine"]) == pytest.approx(1.0, abs=1e-5)
+    np.testing.assert_allclose(
+        answers[0][2]["coarse"], answers[1][2]["coarse"], atol=1e-6
+    )
+
+
+def test_predict_reports_a_wrong_input_name(exported, tmp_path):
+    _, path, _ = exported
+    rows = tmp_path / "rows.json"
+    rows.write_text(json.dumps([{"picture": [[[0, 0, 0]]]}]))
+    result = run("predict", "--model", str(path), "--input", str(rows))
+    assert result.returncode == 2
+    assert (
+        "Expected inputs ['image']; missing ['image'], unknown ['picture']"
+        in result.stderr
+    )
+
+
+def test_config_prints_resolved_toml(tmp_path):
+    result = run("config", "--preset", "adult", "--set", "tasks.income.weight=0.5")
+    assert result.returncode == 0
+    path = tmp_path / "adult.toml"
+    path.write_text(result.stdout)
+    import keras_mtl
+
+    assert keras_mtl.load_config(str(path)).tasks[1].weight == 0.5

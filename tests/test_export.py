@@ -1,0 +1,150 @@
+"""Versioned, atomic, verified SavedModel export."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import keras_mtl
+from keras_mtl import export as export_lib
+
+
+@pytest.fixture
+def trained(tiny_config):
+    model, _, _ = keras_mtl.train(tiny_config, verbose=0)
+    datasets = keras_mtl.load_datasets(tiny_config)
+    return model, tiny_config, datasets
+
+
+def test_versions_count_up_and_carry_metadata(trained):
+    model, config, datasets = trained
+    first = keras_mtl.export_run(
+        model, config, datasets, metrics={"fine": {"accuracy": 0.5}}
+    )
+    second = keras_mtl.export_run(model, config, datasets)
+    base = Path(config.export.base_dir) / "shapes"
+    assert (first, second) == (base / "1", base / "2")
+    assert keras_mtl.list_versions(base) == [1, 2]
+    assert sorted(p.name for p in base.iterdir()) == ["1", "2"]  # no temporary left
+    metadata = keras_mtl.read_metadata(first)
+    assert [task["name"] for task in metadata["tasks"]] == ["coarse", "fine"]
+    assert metadata["tasks"][1]["class_names"][:2] == ["disk", "ring"]
+    assert metadata["test_metrics"] == {"fine": {"accuracy": 0.5}}
+    assert metadata["config"] == config.to_dict()
+    assert set(metadata["library_versions"]) == {"tensorflow", "keras", "keras_mtl"}
+
+
+def test_signature_has_named_inputs_and_task_outputs(trained):
+    model, config, datasets = trained
+    path = keras_mtl.export_run(model, config, datasets)
+    loaded = keras_mtl.LoadedModel(path.parent)  # the model directory: latest version
+    assert loaded.path == path
+    assert list(loaded.input_specs) == ["image"]
+    assert loaded.input_specs["image"].shape.as_list() == [None, 32, 32, 3]
+    assert loaded.output_names == ["coarse", "fine"]
+    inputs, _ = next(iter(datasets.test))
+    outputs = loaded.predict({"image": inputs["image"].numpy()})
+    expected = model(inputs)
+    for name in ("coarse", "fine"):
+        np.testing.assert_allclose(outputs[name], expected[name], atol=1e-5)
+    shown = subprocess.run(
+        [
+            Path(sys.executable).parent / "saved_model_cli",
+            "show",
+            "--dir",
+            str(path),
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "inputs['image']" in shown and "outputs['coarse']" in shown
+    assert "outputs['fine']" in shown and "serving_default" in shown
+
+
+ROUND_TRIP = """
+import sys, numpy as np, tensorflow as tf, keras
+path, data = sys.argv[1], np.load(sys.argv[2])
+image = tf.constant(data["image"])
+loaded = tf.saved_model.load(path)
+outputs = loaded.signatures["serving_default"](image=image)
+layer = keras.layers.TFSMLayer(path)  # the "serve" endpoint takes the input dict
+layer_outputs = layer({"image": image})
+for name in ("coarse", "fine"):
+    np.testing.assert_allclose(outputs[name].numpy(), data[name], atol=1e-5)
+    np.testing.assert_allclose(np.asarray(layer_outputs[name]), data[name], atol=1e-5)
+print("round trip ok")
+"""
+
+
+def test_round_trip_in_a_fresh_process_without_keras_mtl(trained, tmp_path):
+    model, config, datasets = trained
+    path = keras_mtl.export_run(model, config, datasets)
+    inputs, _ = next(iter(datasets.test))
+    expected = model(inputs)
+    np.savez(
+        tmp_path / "expected.npz",
+        image=inputs["image"].numpy(),
+        **{name: value.numpy() for name, value in expected.items()},
+    )
+    script = tmp_path / "round_trip.py"
+    script.write_text(ROUND_TRIP)
+    result = subprocess.run(
+        [sys.executable, str(script), str(path), str(tmp_path / "expected.npz")],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "round trip ok" in result.stdout
+
+
+@pytest.mark.parametrize("failing_step", ["_verify", "library_versions"])
+def test_a_failed_export_leaves_no_numbered_version(trained, monkeypatch, failing_step):
+    model, config, datasets = trained
+    keras_mtl.export_run(model, config, datasets)
+
+    def crash(*args, **kwargs):  # after the SavedModel files were written
+        raise RuntimeError(f"simulated crash in {failing_step}")
+
+    monkeypatch.setattr(export_lib, failing_step, crash)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        keras_mtl.export_run(model, config, datasets)
+    base = Path(config.export.base_dir) / "shapes"
+    assert sorted(p.name for p in base.iterdir()) == ["1"]
+    monkeypatch.undo()
+    assert keras_mtl.export_run(model, config, datasets) == base / "2"
+
+
+def test_a_mismatching_reload_is_caught(trained, monkeypatch):
+    model, config, datasets = trained
+    original = export_lib._verify
+
+    def perturbed(version_dir, model, inputs, atol):
+        return original(version_dir, model, inputs, atol=-1.0)  # any difference fails
+
+    monkeypatch.setattr(export_lib, "_verify", perturbed)
+    with pytest.raises(RuntimeError, match="differs from the model's"):
+        keras_mtl.export_run(model, config, datasets)
+
+
+def test_leftovers_of_a_killed_export_are_ignored(trained):
+    model, config, datasets = trained
+    base = Path(config.export.base_dir) / "shapes"
+    (base / ".tmp-export-killed").mkdir(parents=True)
+    (base / "notes").mkdir()
+    assert keras_mtl.list_versions(base) == []
+    assert keras_mtl.export_run(model, config, datasets) == base / "1"
+    (base / "00000007").mkdir()
+    assert keras_mtl.list_versions(base) == [1, 7]
+    assert keras_mtl.export_run(model, config, datasets) == base / "8"
+    assert (
+        json.loads((base / "8" / "assets.extra" / "keras_mtl.json").read_text())["name"]
+        == "shapes"
+    )

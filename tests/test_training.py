@@ -1,0 +1,92 @@
+"""`train`: run directory, resume after an interruption, the NaN guard."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import keras_mtl
+
+
+class InterruptAtEpoch(keras.callbacks.Callback):
+    """Raises as epoch `epoch` starts, like a killed job."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+
+
+def test_train_writes_the_run_directory(tiny_config):
+    model, history, run_dir = keras_mtl.train(tiny_config, verbose=0)
+    assert run_dir == Path(tiny_config.train.run_dir) / "shapes"
+    assert (run_dir / "checkpoints" / "best.keras").exists()
+    assert (run_dir / "logs").is_dir()
+    assert keras_mtl.load_config(str(run_dir / "config.toml")) == tiny_config
+    saved = json.loads((run_dir / "history.json").read_text())
+    assert saved["fine_loss"] == pytest.approx(history.history["fine_loss"])
+    assert {
+        "coarse_loss",
+        "fine_loss",
+        "val_coarse_accuracy",
+        "val_fine_accuracy",
+    } <= set(saved)
+    assert not (run_dir / "backup").exists()  # removed after a finished run
+
+
+def test_logged_total_loss_is_the_weighted_sum_of_task_losses(tiny_config):
+    config = tiny_config.replace(["tasks.coarse.weight=0.25", "tasks.fine.weight=3.0"])
+    _, history, _ = keras_mtl.train(config, verbose=0)
+    logs = {key: value[-1] for key, value in history.history.items()}
+    assert logs["loss"] == pytest.approx(
+        0.25 * logs["coarse_loss"] + 3.0 * logs["fine_loss"], rel=1e-4
+    )
+    assert logs["val_loss"] == pytest.approx(
+        0.25 * logs["val_coarse_loss"] + 3.0 * logs["val_fine_loss"], rel=1e-4
+    )
+
+
+def test_an_interrupted_run_resumes_at_the_next_epoch(tiny_config):
+    config = tiny_config.replace(["train.epochs=3"])
+    with pytest.raises(KeyboardInterrupt):
+        keras_mtl.train(config, callbacks=[InterruptAtEpoch(2)], verbose=0)
+    run_dir = keras_mtl.training.run_dir_for(config)
+    assert (run_dir / "backup").exists()
+    _, history, _ = keras_mtl.train(config, verbose=0)
+    assert history.epoch == [2]  # epochs 0 and 1 were not run again
+    rows = (run_dir / "history.csv").read_text().strip().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["0", "1", "2"]
+    assert len(json.loads((run_dir / "history.json").read_text())["loss"]) == 3
+
+
+def test_resuming_with_another_config_is_refused(tiny_config):
+    config = tiny_config.replace(["train.epochs=2"])
+    with pytest.raises(KeyboardInterrupt):
+        keras_mtl.train(config, callbacks=[InterruptAtEpoch(1)], verbose=0)
+    with pytest.raises(ValueError, match="interrupted run with a different config"):
+        keras_mtl.train(config.replace(["model.width=4"]), verbose=0)
+
+
+class PoisonHead2(keras.callbacks.Callback):
+    """Makes Head 2's output NaN after the first batch."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        kernel = self.model.get_layer("head2").output_layer.kernel
+        kernel.assign(np.full(kernel.shape, np.nan, "float32"))
+
+
+def test_a_nan_loss_stops_training_and_names_the_task(tiny_config):
+    with pytest.raises(keras_mtl.TrainingDivergedError) as error:
+        keras_mtl.train(
+            tiny_config.replace(["train.epochs=3"]),
+            callbacks=[PoisonHead2()],
+            verbose=0,
+        )
+    message = str(error.value)
+    assert "fine_loss" in message and "coarse_loss" not in message
+    assert "epoch 1" in message and "best.keras" in message
