@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test lint format clean
+.PHONY: venv demo test lint format bench clean
 
 venv: $(STAMP)
 
@@ -23,8 +23,11 @@ demo: venv
 test: venv lint
 	$(BIN)/python -m pytest
 
+bench: venv
+	$(BIN)/python benchmarks/run_all.py
+
 lint: venv
-	$(BIN)/ruff check keras_mtl tests
+	$(BIN)/ruff check keras_mtl tests benchmarks
 
 format: venv
 	$(BIN)/ruff format keras_mtl tests
