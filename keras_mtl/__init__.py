@@ -15,6 +15,7 @@ path = keras_mtl.export_run(model, config, datasets, metrics)
 ```
 """
 
+from keras_mtl.baselines import Baselines, load_baselines, train_baselines
 from keras_mtl.config import (
     Config,
     DataConfig,
@@ -22,17 +23,24 @@ from keras_mtl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
+    TuningConfig,
     config_from_dict,
     list_presets,
     load_config,
 )
 from keras_mtl.data import Datasets, load_datasets
+from keras_mtl.delta_m import delta_m, delta_m_per_task, delta_m_summary
 from keras_mtl.distribute import (
     configure_cpu_replicas,
     describe_strategy,
     make_strategy,
 )
-from keras_mtl.evaluation import evaluate, evaluate_saved_model
+from keras_mtl.evaluation import (
+    EvaluationReport,
+    evaluate,
+    evaluate_saved_model,
+    evaluation_report,
+)
 from keras_mtl.export import export_run, export_saved_model
 from keras_mtl.models import (
     ConvTrunk,
@@ -40,42 +48,57 @@ from keras_mtl.models import (
     MultiTaskModel,
     TaskHead,
     build_model,
+    build_single_task_model,
     compile_model,
 )
 from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
 from keras_mtl.training import TrainingDivergedError, TrainResult, train
+from keras_mtl.tuning import MultiTaskHyperModel, TaskObjectives, run_search
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Baselines",
     "Config",
     "ConvTrunk",
     "DataConfig",
     "Datasets",
+    "EvaluationReport",
     "ExportConfig",
     "LoadedModel",
     "MLPTrunk",
     "ModelConfig",
+    "MultiTaskHyperModel",
     "MultiTaskModel",
     "TaskConfig",
     "TaskHead",
+    "TaskObjectives",
     "TrainConfig",
     "TrainResult",
     "TrainingDivergedError",
+    "TuningConfig",
     "build_model",
+    "build_single_task_model",
     "compile_model",
     "config_from_dict",
     "configure_cpu_replicas",
+    "delta_m",
+    "delta_m_per_task",
+    "delta_m_summary",
     "describe_strategy",
     "evaluate",
     "evaluate_saved_model",
+    "evaluation_report",
     "export_run",
     "export_saved_model",
     "list_presets",
     "list_versions",
+    "load_baselines",
     "load_config",
     "load_datasets",
     "make_strategy",
     "read_metadata",
+    "run_search",
     "train",
+    "train_baselines",
 ]

@@ -31,6 +31,7 @@ TRUNKS = ("mlp", "cnn")
 HEAD2_INPUTS = ("features", "features+prediction")
 STRATEGIES = ("auto", "default", "mirrored")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+TUNERS = ("random", "bayesian", "hyperband")
 
 
 @dataclasses.dataclass
@@ -118,6 +119,33 @@ class ExportConfig:
 
 
 @dataclasses.dataclass
+class TuningConfig:
+    """The search of `keras-mtl tune` (see `keras_mtl/tuning/`).
+
+    Head 1's loss weight is fixed at 1 and `weight_ratio` (Head 2's weight
+    over Head 1's) is sampled on a log scale: under Adam the overall scale of
+    the weights hardly matters, their ratio does.
+    """
+
+    tuner: str = "random"
+    max_trials: int = 10
+    # "auto" (delta_m when single-task baselines are cached, else
+    # unweighted_loss), "delta_m", "unweighted_loss" or "val_<task>_<metric>".
+    objective: str = "auto"
+    weight_ratio: list[float] = dataclasses.field(default_factory=lambda: [0.1, 10.0])
+    # [min, max] on a log scale; empty: train.learning_rate in every trial.
+    learning_rate: list[float] = dataclasses.field(default_factory=list)
+    # Config key -> values to choose from: {"model.width" = [16, 32, 64]}.
+    choices: dict = dataclasses.field(default_factory=dict)
+    executions_per_trial: int = 1
+    hyperband_factor: int = 3
+    # The oracle's seed; 0 draws one at random, as Keras Tuner does.
+    seed: int = 1
+    # Default: <train.run_dir>/<name>/tuning.
+    directory: str = ""
+
+
+@dataclasses.dataclass
 class Config:
     """A whole run. `tasks` holds exactly two tasks, in head order."""
 
@@ -127,6 +155,7 @@ class Config:
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
 
     @property
     def task_names(self):
@@ -251,9 +280,12 @@ def _apply_override(raw, override):
 def _type_name(annotation):
     if typing.get_origin(annotation) is list:
         return f"a list of {typing.get_args(annotation)[0].__name__}"
-    return {int: "an integer", float: "a number", bool: "true or false"}.get(
-        annotation, "a string"
-    )
+    return {
+        int: "an integer",
+        float: "a number",
+        bool: "true or false",
+        dict: "a table",
+    }.get(annotation, "a string")
 
 
 def _check_type(value, annotation):
@@ -410,6 +442,40 @@ def _validate(config, source):
             "replica gets an equal share of each batch",
             train.batch_size,
         )
+    _validate_tuning(config.tuning, source)
+
+
+def _flatten_choices(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_choices(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _validate_log_range(source, key, value, allow_empty):
+    if allow_empty and not value:
+        return
+    if len(value) != 2 or not 0 < value[0] <= value[1]:
+        _fail(source, key, "[min, max] with 0 < min <= max", value)
+
+
+def _validate_tuning(tuning, source):
+    _one_of(source, "tuning.tuner", tuning.tuner, TUNERS)
+    _at_least(source, "tuning.max_trials", tuning.max_trials, 1)
+    _at_least(source, "tuning.executions_per_trial", tuning.executions_per_trial, 1)
+    _at_least(source, "tuning.hyperband_factor", tuning.hyperband_factor, 2)
+    _at_least(source, "tuning.seed", tuning.seed, 0)
+    _validate_log_range(source, "tuning.weight_ratio", tuning.weight_ratio, False)
+    _validate_log_range(source, "tuning.learning_rate", tuning.learning_rate, True)
+    # TOML dotted keys (`model.width = [...]`) and `--set
+    # tuning.choices.model.width=[...]` both nest; keep one flat form.
+    tuning.choices = _flatten_choices(tuning.choices)
+    for key, values in tuning.choices.items():
+        if not isinstance(values, list) or not values:
+            _fail(source, f"tuning.choices.{key}", "a non-empty list of values", values)
 
 
 def resolve_path(path):
@@ -426,6 +492,9 @@ def _toml_value(value):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{_toml_value(str(k))} = {_toml_value(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
     raise TypeError(f"Cannot write {value!r} as TOML")
 
 

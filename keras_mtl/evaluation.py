@@ -6,6 +6,8 @@ data), so `keras-mtl evaluate --model saved_models/shapes/1` needs nothing
 else.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
@@ -70,6 +72,101 @@ def evaluate(model, dataset, config):
         lambda inputs: model(inputs, training=False), reduce_retracing=True
     )
     return evaluate_predictions(predict, dataset, config.tasks)
+
+
+@dataclasses.dataclass
+class EvaluationReport:
+    """Each task's validation and test metrics, and which way each improves.
+
+    Attributes:
+        validation: `{task: {"loss": ..., <metric>: ...}}` on the validation
+            split, or None when it is empty.
+        test: The same on the test split.
+        tasks: The `TaskConfig`s, in head order.
+    """
+
+    validation: dict | None
+    test: dict
+    tasks: list
+
+    @property
+    def headline(self):
+        """`{task: metric}`: the metric that summarises each task (and delta-m's)."""
+        return {task.name: task_lib.headline_metric(task) for task in self.tasks}
+
+    @property
+    def directions(self):
+        """`{task: {metric: "higher" | "lower"}}`: which way each metric improves."""
+        return {
+            name: {metric: task_lib.metric_direction(metric) for metric in metrics}
+            for name, metrics in self.test.items()
+        }
+
+    def delta_m(self, baselines, split="test"):
+        """Delta-m in percent against `baselines` (a `Baselines` or metrics dict)."""
+        from keras_mtl.delta_m import delta_m
+
+        reference = (
+            baselines.metrics(split) if hasattr(baselines, "metrics") else baselines
+        )
+        return delta_m(getattr(self, split), reference, self.tasks)
+
+    def to_dict(self):
+        """A JSON-ready dict: per task, its headline metric, directions and splits."""
+        return {
+            task.name: {
+                "headline": self.headline[task.name],
+                "directions": self.directions[task.name],
+                "validation": (self.validation or {}).get(task.name),
+                "test": self.test[task.name],
+            }
+            for task in self.tasks
+        }
+
+    def to_markdown(self):
+        """A table: one row per task and metric, validation and test columns."""
+        lines = [
+            "| task | metric | better | validation | test |",
+            "|---|---|---|---|---|",
+        ]
+        for task in self.tasks:
+            for metric, direction in self.directions[task.name].items():
+                validation = (self.validation or {}).get(task.name, {}).get(metric)
+                shown = "" if validation is None else f"{validation:.4f}"
+                lines.append(
+                    f"| {task.name} | {metric} | {direction} | {shown} | "
+                    f"{self.test[task.name][metric]:.4f} |"
+                )
+        return "\n".join(lines) + "\n"
+
+
+def evaluation_report(model, datasets, config):
+    """Each task's validation and test metrics, with their directions.
+
+    Args:
+        model: A Keras model with one output per task of `config`.
+        datasets: The run's `Datasets`.
+        config: The run's `Config`.
+
+    Returns:
+        An `EvaluationReport`.
+
+    Example:
+
+    ```python
+    report = keras_mtl.evaluation_report(model, datasets, config)
+    report.test["fine"]["accuracy"], report.directions["fine"]["accuracy"]
+    print(report.to_markdown())
+    ```
+    """
+    validation = None
+    if datasets.validation is not None:
+        validation = evaluate(model, datasets.validation, config)
+    return EvaluationReport(
+        validation=validation,
+        test=evaluate(model, datasets.test, config),
+        tasks=list(config.tasks),
+    )
 
 
 def evaluate_saved_model(path, split="test", overrides=()):

@@ -8,6 +8,7 @@ from keras_mtl.models.multi_task_model import (
     make_optimizer,
 )
 from keras_mtl.models.preprocessing import CleanStrings, FillMissing, StandardizeImage
+from keras_mtl.models.single_task_model import build_single_task_model
 from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "StandardizeImage",
     "TaskHead",
     "build_model",
+    "build_single_task_model",
     "compile_model",
     "make_optimizer",
 ]

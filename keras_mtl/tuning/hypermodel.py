@@ -1,0 +1,171 @@
+"""`MultiTaskHyperModel`: the search space of `[tuning]` over `build_model`.
+
+| hyperparameter | from | sets |
+|---|---|---|
+| `weight_ratio` | `tuning.weight_ratio = [min, max]`, log scale | Head 2's loss weight; Head 1's is 1 |
+| `learning_rate` | `tuning.learning_rate = [min, max]`, log scale (optional) | `train.learning_rate` |
+| any config key | `tuning.choices`, e.g. `model.width = [16, 32]` | that key |
+
+Under Adam, multiplying both loss weights by the same factor leaves training
+almost unchanged (the update divides by the gradient's scale), so only the
+ratio is searched. `tuning.choices` takes any key of `[model]`, `[train]` or a
+later section such as `[weighting]` (`"weighting.method" = [...]`); keys that
+change the data, the tasks, the batching or the run's place are refused.
+"""
+
+import keras
+import keras_tuner as kt
+
+from keras_mtl.config import config_from_dict
+from keras_mtl.models import build_model
+from keras_mtl.tuning.objectives import TaskObjectives
+
+# Keys `tuning.choices` may not set: the data and batches are built once per
+# search, the tasks' weights are `weight_ratio`, and the run's place is fixed.
+FIXED_KEYS = (
+    "name",
+    "data",
+    "tasks",
+    "tuning",
+    "export",
+    "train.batch_size",
+    "train.epochs",
+    "train.run_dir",
+    "train.strategy",
+    "train.replicas",
+    "train.seed",
+    "train.learning_rate",
+)
+
+
+def _set_key(tree, key, value):
+    *sections, leaf = key.split(".")
+    for section in sections:
+        tree = tree.setdefault(section, {})
+        if not isinstance(tree, dict):
+            raise ValueError(f"{section!r} is not a section")
+    tree[leaf] = value
+
+
+def apply_values(config, values):
+    """`config` with hyperparameter values applied (the keys of the table).
+
+    Args:
+        config: The base `Config`.
+        values: `{"weight_ratio": r, "learning_rate": lr, <config key>: v}`;
+            other names (Keras Tuner's `tuner/...`) are ignored.
+
+    Returns:
+        A validated `Config` for one trial.
+    """
+    raw = config.to_dict()
+    if "weight_ratio" in values:
+        raw["tasks"][0]["weight"] = 1.0
+        raw["tasks"][1]["weight"] = float(values["weight_ratio"])
+    if "learning_rate" in values:
+        raw["train"]["learning_rate"] = float(values["learning_rate"])
+    for key in config.tuning.choices:
+        if key in values:
+            _set_key(raw, key, values[key])
+    return config_from_dict(raw, "<trial>")
+
+
+def check_search_space(config):
+    """Refuses `tuning.choices` that cannot be tuned, naming the key.
+
+    Raises:
+        ValueError: A fixed key, mixed value types, or a value the config
+            refuses.
+    """
+    for key, values in config.tuning.choices.items():
+        where = f"tuning.choices.{key}"
+        if any(key == fixed or key.startswith(fixed + ".") for fixed in FIXED_KEYS):
+            raise ValueError(
+                f"`{where}` cannot be tuned: the data, tasks, batches and run "
+                "directory are fixed for a search; loss weights are tuned through "
+                "tuning.weight_ratio and the learning rate through "
+                f"tuning.learning_rate. Received: {where}={values!r}"
+            )
+        if len({type(value) for value in values}) != 1 or isinstance(
+            values[0], list | dict
+        ):
+            raise ValueError(
+                f"`{where}` must be a list of numbers, strings or booleans of one "
+                f"type. Received: {where}={values!r}"
+            )
+        for value in values:
+            try:
+                apply_values(config, {key: value})
+            except ValueError as error:
+                raise ValueError(f"`{where}`: {error}") from None
+
+
+class MultiTaskHyperModel(kt.HyperModel):
+    """A Keras Tuner `HyperModel` over `keras_mtl.build_model`.
+
+    `build(hp)` samples the `[tuning]` search space, applies it to the config
+    and calls the same `build_model` that `keras_mtl.train` calls; Keras Tuner
+    enters its `distribution_strategy`'s scope first. `fit` adds
+    `TaskObjectives`, so every epoch logs `val_unweighted_loss` (and
+    `val_delta_m` given baselines).
+
+    Args:
+        config: The base `Config` (its `[tuning]` section is the space).
+        features: The input specs (`Datasets.features`).
+        baselines: The single-task baselines' validation metrics
+            `{task: {metric: value}}`, or None.
+
+    Example:
+
+    ```python
+    hypermodel = MultiTaskHyperModel(config, datasets.features)
+    tuner = keras_tuner.RandomSearch(
+        hypermodel, objective=keras_tuner.Objective("val_unweighted_loss", "min"),
+        max_trials=10,
+    )
+    tuner.search(datasets.train, validation_data=datasets.validation, epochs=5)
+    ```
+    """
+
+    def __init__(self, config, features=None, baselines=None, **kwargs):
+        super().__init__(name=kwargs.pop("name", "keras_mtl"), **kwargs)
+        check_search_space(config)
+        self.config = config
+        self.features = features
+        self.baselines = baselines
+
+    def declare(self, hp):
+        """Declares the search space in `hp`; returns the sampled values."""
+        tuning = self.config.tuning
+        low, high = tuning.weight_ratio
+        values = {}
+        if low == high:
+            values["weight_ratio"] = hp.Fixed("weight_ratio", low)
+        else:
+            values["weight_ratio"] = hp.Float("weight_ratio", low, high, sampling="log")
+        if tuning.learning_rate:
+            low, high = tuning.learning_rate
+            values["learning_rate"] = hp.Float(
+                "learning_rate", low, high, sampling="log"
+            )
+        for key, choices in tuning.choices.items():
+            values[key] = hp.Choice(key, choices)
+        return values
+
+    def trial_config(self, hp):
+        """The `Config` of a trial, from its `HyperParameters` or their values."""
+        values = hp.values if isinstance(hp, kt.HyperParameters) else hp
+        return apply_values(self.config, values)
+
+    def build(self, hp):
+        config = apply_values(self.config, self.declare(hp))
+        # Trials differ by their hyperparameters, not their initialisation.
+        keras.utils.set_random_seed(config.train.seed)
+        return build_model(config, self.features)
+
+    def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        callbacks = [
+            TaskObjectives(self.config.tasks, self.baselines),
+            *(callbacks or []),
+        ]
+        return model.fit(*args, callbacks=callbacks, **kwargs)

@@ -1,0 +1,139 @@
+"""The trade-off plot of a search: Task 1's metric against Task 2's, per trial.
+
+Every finished trial is a dot coloured by its loss-weight ratio; the Pareto
+front (trials no other trial beats on both tasks) is joined and ringed, the
+chosen trial is a star, and dashed lines mark the single-task baselines when
+they exist. Both axes point towards "better", so the best corner is always the
+top right. Needs matplotlib: `pip install "keras-mtl[plots]"`.
+"""
+
+import math
+
+from keras_mtl.tasks import headline_metric
+from keras_mtl.tuning.results import pareto_front, task_metric_keys
+
+
+def _import_matplotlib():
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise ImportError(
+            "The trade-off plot needs matplotlib. Install it with "
+            '`pip install "keras-mtl[plots]"`.'
+        ) from None
+    return Figure, FigureCanvasAgg
+
+
+def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
+    """Draws the trade-off plot of a search's `rows` into `path` (PNG).
+
+    Args:
+        rows: `keras_mtl.tuning.results.trial_rows(...)`.
+        tasks: The `TaskConfig`s, Head 1's first (x axis) then Head 2's (y).
+        path: The image file to write.
+        baselines: The single-task baselines' validation metrics
+            `{task: {metric: value}}`, or None.
+        title: The plot's title.
+
+    Returns:
+        `path`.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    Figure, FigureCanvasAgg = _import_matplotlib()
+    (task_x, key_x, dir_x), (task_y, key_y, dir_y) = task_metric_keys(tasks)
+    ratio_key = f"weight_{task_y.name}"
+    points = [
+        row
+        for row in rows
+        if isinstance(row.get(key_x), float)
+        and isinstance(row.get(key_y), float)
+        and math.isfinite(row[key_x])
+        and math.isfinite(row[key_y])
+    ]
+    front_ids = set(pareto_front(points, tasks))
+    figure = Figure(figsize=(7.5, 5.5), dpi=120, layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    ratios = [max(row.get(ratio_key) or 1.0, 1e-12) for row in points]
+    colours = [math.log10(ratio) for ratio in ratios]
+    dots = axes.scatter(
+        [row[key_x] for row in points],
+        [row[key_y] for row in points],
+        c=colours,
+        cmap="viridis",
+        s=45,
+        zorder=3,
+        label="trial",
+    )
+    if points:
+        bar = figure.colorbar(dots, ax=axes)
+        bar.set_label(f"log10 loss-weight ratio ({task_y.name} / {task_x.name})")
+    front = sorted(
+        (row for row in points if row["trial"] in front_ids), key=lambda r: r[key_x]
+    )
+    if front:
+        axes.plot(
+            [row[key_x] for row in front],
+            [row[key_y] for row in front],
+            color="tab:red",
+            linewidth=1.5,
+            zorder=2,
+            label="Pareto front",
+        )
+        axes.scatter(
+            [row[key_x] for row in front],
+            [row[key_y] for row in front],
+            s=130,
+            facecolors="none",
+            edgecolors="tab:red",
+            linewidths=1.5,
+            zorder=4,
+        )
+        for row in front:
+            axes.annotate(
+                f"#{row['trial']}",
+                (row[key_x], row[key_y]),
+                textcoords="offset points",
+                xytext=(7, -12),
+                fontsize=8,
+                color="tab:red",
+            )
+    chosen = [row for row in points if row.get("chosen")]
+    for row in chosen:
+        axes.scatter(
+            [row[key_x]],
+            [row[key_y]],
+            marker="*",
+            s=380,
+            color="gold",
+            edgecolors="black",
+            zorder=5,
+            label=f"chosen: trial {row['trial']} "
+            f"(ratio {row.get(ratio_key) or 1.0:.3g})",
+        )
+    if baselines:
+        metric_x, metric_y = headline_metric(task_x), headline_metric(task_y)
+        axes.axvline(
+            baselines[task_x.name][metric_x],
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="single-task baselines",
+        )
+        axes.axhline(
+            baselines[task_y.name][metric_y], color="grey", linestyle="--", linewidth=1
+        )
+    if dir_x == "lower":
+        axes.invert_xaxis()
+    if dir_y == "lower":
+        axes.invert_yaxis()
+    axes.set_xlabel(f"Head 1: {key_x} ({dir_x} is better, right)")
+    axes.set_ylabel(f"Head 2: {key_y} ({dir_y} is better, up)")
+    axes.set_title(title or f"Trade-off over {len(points)} trials")
+    axes.grid(True, alpha=0.3)
+    axes.legend(loc="best", fontsize=8)
+    figure.savefig(path)
+    return path

@@ -1,0 +1,348 @@
+"""`run_search`: a Keras Tuner search, its results table, plot and best model.
+
+The search lives in `<tuning.directory>/<tuner>/` (default
+`<train.run_dir>/<name>/tuning/<tuner>/`): Keras Tuner's project
+(`oracle.json`, `trial_*/` with each trial's best-epoch weights) and:
+
+| file | holds |
+|---|---|
+| `config.toml` | the search's config; resuming with another one is refused |
+| `search.json` | the objective, the best trial, its config and the exported version |
+| `results.csv`, `results.md` | one row per trial (`keras_mtl.tuning.results`) |
+| `tradeoff.png` | Task 1's metric against Task 2's per trial (`keras_mtl.tuning.plot`) |
+| `logs/` | TensorBoard logs with the HParams dashboard, per trial |
+
+Rerunning the same search resumes it (Keras Tuner's `overwrite=False`): the
+finished trials are kept and an interrupted one is run again.
+
+Keras Tuner's distributed mode works as it does for any tuner: with
+`KERASTUNER_TUNER_ID=chief`, `KERASTUNER_ORACLE_IP` and
+`KERASTUNER_ORACLE_PORT` set, the chief serves the oracle and, once every
+trial is done, writes the table and plot and exports the best model; workers
+(any other `KERASTUNER_TUNER_ID`) run trials and exit.
+"""
+
+import json
+import logging
+import os
+import tomllib
+import typing
+from pathlib import Path
+
+import keras
+import keras_tuner as kt
+
+from keras_mtl.baselines import load_baselines, train_baselines
+from keras_mtl.config import Config, config_from_dict, resolve_path
+from keras_mtl.data import load_datasets
+from keras_mtl.distribute import make_strategy
+from keras_mtl.evaluation import EvaluationReport, evaluation_report
+from keras_mtl.export import export_run
+from keras_mtl.training import run_dir_for
+from keras_mtl.tuning.hypermodel import MultiTaskHyperModel
+from keras_mtl.tuning.objectives import resolve_objective
+from keras_mtl.tuning.results import rows_to_csv, rows_to_markdown, trial_rows
+
+logger = logging.getLogger(__name__)
+
+
+class SearchResult(typing.NamedTuple):
+    """What `run_search` returns. On a distributed worker only `role`,
+    `project_dir` and `objective` are set."""
+
+    role: str  # "single", "chief" or "worker"
+    project_dir: Path
+    objective: str
+    rows: list = []
+    best_trial: str | None = None
+    best_config: Config | None = None
+    report: EvaluationReport | None = None
+    export_path: Path | None = None
+    files: dict = {}
+
+
+def distributed_role():
+    """`"chief"`, `"worker"` or None, from Keras Tuner's environment variables."""
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return None
+    for variable in ("KERASTUNER_ORACLE_PORT", "KERASTUNER_TUNER_ID"):
+        if not os.environ.get(variable):
+            raise ValueError(
+                f"KERASTUNER_ORACLE_IP is set but {variable} is not: distributed "
+                "tuning needs KERASTUNER_TUNER_ID (chief or a worker name), "
+                "KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT. "
+                f"Received: {variable}={os.environ.get(variable)!r}"
+            )
+    return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
+
+
+def project_dir_for(config):
+    """`<tuning.directory or <run_dir>/<name>/tuning>/<tuner>`."""
+    base = config.tuning.directory
+    base = resolve_path(base) if base else run_dir_for(config) / "tuning"
+    return base / config.tuning.tuner
+
+
+def make_tuner(config, hypermodel, objective, *, strategy=None, overwrite=False):
+    """The Keras Tuner tuner that `config.tuning` names, over `hypermodel`.
+
+    Args:
+        config: A `keras_mtl.Config`.
+        hypermodel: A `MultiTaskHyperModel`.
+        objective: A `keras_tuner.Objective` (`resolve_objective`).
+        strategy: The `distribution_strategy` of every trial.
+        overwrite: Start over instead of resuming the project.
+
+    Returns:
+        A `keras_tuner.RandomSearch`, `BayesianOptimization` or `Hyperband`.
+    """
+    tuning = config.tuning
+    project_dir = project_dir_for(config)
+    common = {
+        "hypermodel": hypermodel,
+        "objective": objective,
+        "seed": tuning.seed or None,
+        "executions_per_trial": tuning.executions_per_trial,
+        "distribution_strategy": strategy,
+        "directory": str(project_dir.parent),
+        "project_name": project_dir.name,
+        "overwrite": overwrite,
+    }
+    if tuning.tuner == "hyperband":
+        tuner = kt.Hyperband(
+            max_epochs=config.train.epochs, factor=tuning.hyperband_factor, **common
+        )
+        if isinstance(tuner.oracle, kt.Oracle):  # Not a distributed worker's client.
+            tuner.oracle.max_trials = tuning.max_trials
+        return tuner
+    if tuning.tuner == "bayesian":
+        try:
+            import scipy  # noqa: F401
+        except ImportError:
+            raise ImportError(
+                "tuning.tuner='bayesian' needs scipy. Install it with "
+                '`pip install "keras-mtl[tuning]"`.'
+            ) from None
+        return kt.BayesianOptimization(max_trials=tuning.max_trials, **common)
+    return kt.RandomSearch(max_trials=tuning.max_trials, **common)
+
+
+def _comparable(config):
+    settings = config.to_dict()
+    settings["tuning"].pop("max_trials")  # Raising it extends a search.
+    return settings
+
+
+def _check_project(project_dir, config, overwrite):
+    saved = project_dir / "config.toml"
+    if overwrite or not saved.exists():
+        return
+    previous = config_from_dict(tomllib.loads(saved.read_text()), str(saved))
+    if _comparable(previous) != _comparable(config):
+        raise ValueError(
+            f"{project_dir} holds a search with a different config ({saved}). "
+            "Resume it with that config, start over with --overwrite, or search "
+            "elsewhere with --set tuning.directory=DIR."
+        )
+
+
+def _read_json(path):
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _baselines_for(config, role, datasets, strategy, verbose):
+    baselines = load_baselines(config)
+    wanted = config.tuning.objective in ("delta_m", "val_delta_m")
+    if baselines is not None or not wanted:
+        return baselines
+    if role is not None:
+        raise ValueError(
+            "tuning.objective='delta_m' needs the single-task baselines on every "
+            "machine of a distributed search. Train them first with the same "
+            "config (keras-mtl baseline ...) into a train.run_dir that all "
+            "machines share."
+        )
+    logger.info("No cached single-task baselines for delta-m: training them first")
+    return train_baselines(
+        config, datasets=datasets, strategy=strategy, verbose=verbose
+    )
+
+
+def run_search(
+    config,
+    *,
+    datasets=None,
+    strategy=None,
+    overwrite=False,
+    export=True,
+    callbacks=(),
+    verbose=1,
+):
+    """Tunes `config`'s loss weights (and `[tuning]` space) with Keras Tuner.
+
+    Args:
+        config: A `keras_mtl.Config`; `[tuning]` is the search, `[train]` the
+            budget of every trial.
+        datasets: A `keras_mtl.Datasets`; loaded from `config` by default.
+        strategy: Every trial's `distribution_strategy`;
+            `make_strategy(config.train)` by default, as in training.
+        overwrite: Start over instead of resuming.
+        export: Export the best model as a new SavedModel version.
+        callbacks: More Keras callbacks for every trial.
+        verbose: Keras Tuner's and `model.fit`'s verbosity.
+
+    Returns:
+        A `SearchResult`.
+
+    Example:
+
+    ```python
+    config = keras_mtl.load_config("shapes", ["tuning.max_trials=8"])
+    result = keras_mtl.run_search(config)
+    result.best_config.tasks[1].weight, result.export_path
+    ```
+    """
+    role = distributed_role()
+    if role == "worker" and overwrite:
+        logger.warning("A distributed worker never overwrites; the chief does.")
+        overwrite = False
+    strategy = strategy or make_strategy(config.train)
+    if datasets is None:
+        datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
+    if datasets.validation is None:
+        raise ValueError(
+            "Tuning needs a validation split, and data.validation_fraction=0 leaves "
+            "none. Set data.validation_fraction > 0. Received: "
+            f"data.validation_fraction={config.data.validation_fraction}"
+        )
+    project_dir = project_dir_for(config)
+    _check_project(project_dir, config, overwrite)
+    saved_config = config
+    saved_search = {} if overwrite else _read_json(project_dir / "search.json")
+    if saved_search.get("objective") and config.tuning.objective == "auto":
+        # Keep the objective the search started with, whatever is cached now.
+        config = config.replace([f"tuning.objective={saved_search['objective']}"])
+    baselines = _baselines_for(config, role, datasets, strategy, verbose)
+    objective = resolve_objective(config, baselines is not None)
+    validation_baselines = (
+        None if baselines is None else baselines.metrics("validation")
+    )
+    hypermodel = MultiTaskHyperModel(
+        config, datasets.features, baselines=validation_baselines
+    )
+    tuner = make_tuner(
+        config, hypermodel, objective, strategy=strategy, overwrite=overwrite
+    )
+    if role != "worker":
+        project_dir.mkdir(parents=True, exist_ok=True)
+        (project_dir / "config.toml").write_text(saved_config.to_toml())
+        search = {**saved_search, "objective": objective.name.removeprefix("val_")}
+        (project_dir / "search.json").write_text(json.dumps(search, indent=1))
+    logger.info(
+        "Tuning %s with %s: objective %s (%s), up to %d trials in %s",
+        config.name,
+        config.tuning.tuner,
+        objective.name,
+        objective.direction,
+        config.tuning.max_trials,
+        project_dir,
+    )
+    trial_callbacks = [keras.callbacks.TensorBoard(str(project_dir / "logs"))]
+    if config.train.early_stopping_patience:
+        trial_callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=objective.name,
+                mode=objective.direction,
+                patience=config.train.early_stopping_patience,
+            )
+        )
+    tuner.search(
+        datasets.train,
+        validation_data=datasets.validation,
+        epochs=config.train.epochs,
+        callbacks=[*trial_callbacks, *callbacks],
+        verbose=verbose,
+        shuffle=False,  # The pipeline shuffles.
+    )
+    if role == "worker":
+        return SearchResult("worker", project_dir, objective.name)
+    return _finish(
+        tuner,
+        hypermodel,
+        config,
+        datasets,
+        objective,
+        role or "single",
+        validation_baselines,
+        export,
+    )
+
+
+def _finish(tuner, hypermodel, config, datasets, objective, role, baselines, export):
+    from keras_mtl.tuning.plot import plot_tradeoff
+
+    project_dir = project_dir_for(config)
+    best_trials = tuner.oracle.get_best_trials(1)
+    best_trial = best_trials[0].trial_id if best_trials else None
+    rows = trial_rows(tuner.oracle, config.tasks, best_trial)
+    files = {
+        "csv": project_dir / "results.csv",
+        "markdown": project_dir / "results.md",
+        "plot": project_dir / "tradeoff.png",
+    }
+    files["csv"].write_text(rows_to_csv(rows))
+    title = (
+        f"{config.name}: {config.tuning.tuner} search, objective {objective.name} "
+        f"({objective.direction})"
+    )
+    files["markdown"].write_text(rows_to_markdown(rows, f"# {title}"))
+    try:
+        plot_tradeoff(
+            rows, config.tasks, files["plot"], baselines=baselines, title=title
+        )
+    except ImportError as error:
+        logger.warning("No trade-off plot: %s", error)
+        files.pop("plot")
+    result = SearchResult(
+        role, project_dir, objective.name, rows, best_trial, files=files
+    )
+    if best_trial is None:
+        logger.warning("No trial finished; nothing to export.")
+        return result
+    best_config = hypermodel.trial_config(best_trials[0].hyperparameters)
+    try:
+        model = tuner.get_best_models(1)[0]
+    except (OSError, FileNotFoundError) as error:
+        raise RuntimeError(
+            f"Cannot load trial {best_trial}'s weights from {project_dir}: {error}. "
+            "In a distributed search, tuning.directory must be shared by all "
+            "machines (NFS, GCS)."
+        ) from None
+    report = evaluation_report(model, datasets, best_config)
+    search_file = project_dir / "search.json"
+    search = _read_json(search_file)
+    export_path = None
+    if export:
+        previous = search.get("export")
+        if (
+            search.get("best_trial") == best_trial
+            and previous
+            and Path(previous).is_dir()
+        ):
+            export_path = Path(previous)  # Resumed with nothing new: keep it.
+        else:
+            export_path = export_run(model, best_config, datasets, report.test)
+    search.update(
+        {
+            "objective": objective.name.removeprefix("val_"),
+            "best_trial": best_trial,
+            "best_score": best_trials[0].score,
+            "best_config": best_config.to_dict(),
+            "test": report.test,
+            "export": None if export_path is None else str(export_path),
+        }
+    )
+    search_file.write_text(json.dumps(search, indent=1, default=str))
+    return result._replace(
+        best_config=best_config, report=report, export_path=export_path
+    )
