@@ -4,6 +4,9 @@
     keras-mtl evaluate --model DIR [--split test|validation]
     keras-mtl predict --model DIR --input FILE
     keras-mtl config [--preset NAME | --config FILE] [--set KEY=VALUE ...]
+    keras-mtl baseline [--preset NAME | --config FILE] [--set ...] [--seeds 0 1 2]
+    keras-mtl tune [--preset NAME | --config FILE] [--set ...] [--tuner NAME]
+                   [--max-trials N] [--objective NAME] [--overwrite]
 
 A bad argument or config prints one line and exits with status 2.
 """
@@ -185,6 +188,10 @@ def build_parser():
     config = commands.add_parser("config", help="print the resolved config as TOML")
     _add_config_arguments(config)
     config.set_defaults(run=_cmd_config)
+
+    from keras_mtl import cli_tuning
+
+    cli_tuning.add_commands(commands, _add_config_arguments)
     return parser
 
 

@@ -52,7 +52,7 @@ def build_single_task_model(config, task, features=None, *, strategy=None):
 
     ```python
     model = build_single_task_model(load_config("shapes"), "fine")
-    model.output_names  # ["fine"]
+    list(model.output)  # ["fine"]
     ```
     """
     task = _find_task(config, task)

@@ -16,13 +16,14 @@ from keras_mtl.tuning.results import pareto_front, task_metric_keys
 def _import_matplotlib():
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.colors import LogNorm
         from matplotlib.figure import Figure
     except ImportError:
         raise ImportError(
             "The trade-off plot needs matplotlib. Install it with "
             '`pip install "keras-mtl[plots]"`.'
         ) from None
-    return Figure, FigureCanvasAgg
+    return Figure, FigureCanvasAgg, LogNorm
 
 
 def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
@@ -42,7 +43,7 @@ def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
     Raises:
         ImportError: matplotlib is not installed.
     """
-    Figure, FigureCanvasAgg = _import_matplotlib()
+    Figure, FigureCanvasAgg, LogNorm = _import_matplotlib()
     (task_x, key_x, dir_x), (task_y, key_y, dir_y) = task_metric_keys(tasks)
     ratio_key = f"weight_{task_y.name}"
     points = [
@@ -54,23 +55,38 @@ def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
         and math.isfinite(row[key_y])
     ]
     front_ids = set(pareto_front(points, tasks))
+    metric_x, metric_y = headline_metric(task_x), headline_metric(task_y)
     figure = Figure(figsize=(7.5, 5.5), dpi=120, layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     ratios = [max(row.get(ratio_key) or 1.0, 1e-12) for row in points]
-    colours = [math.log10(ratio) for ratio in ratios]
+    low, high = min(ratios, default=1.0), max(ratios, default=1.0)
+    if low == high:
+        low, high = low / 2, high * 2
     dots = axes.scatter(
         [row[key_x] for row in points],
         [row[key_y] for row in points],
-        c=colours,
+        c=ratios,
         cmap="viridis",
+        norm=LogNorm(low, high),
         s=45,
         zorder=3,
         label="trial",
     )
     if points:
         bar = figure.colorbar(dots, ax=axes)
-        bar.set_label(f"log10 loss-weight ratio ({task_y.name} / {task_x.name})")
+        bar.set_label(
+            f"loss-weight ratio {task_y.name} / {task_x.name} "
+            f"({task_x.name} weight = 1, log scale)"
+        )
+        ticks = [
+            step * 10.0**power
+            for power in range(-4, 5)
+            for step in (1, 2, 5)
+            if low <= step * 10.0**power <= high
+        ]
+        bar.set_ticks(ticks, labels=[f"{tick:g}" for tick in ticks])
+        bar.ax.minorticks_off()
     front = sorted(
         (row for row in points if row["trial"] in front_ids), key=lambda r: r[key_x]
     )
@@ -115,7 +131,6 @@ def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
             f"(ratio {row.get(ratio_key) or 1.0:.3g})",
         )
     if baselines:
-        metric_x, metric_y = headline_metric(task_x), headline_metric(task_y)
         axes.axvline(
             baselines[task_x.name][metric_x],
             color="grey",
@@ -130,8 +145,12 @@ def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
         axes.invert_xaxis()
     if dir_y == "lower":
         axes.invert_yaxis()
-    axes.set_xlabel(f"Head 1: {key_x} ({dir_x} is better, right)")
-    axes.set_ylabel(f"Head 2: {key_y} ({dir_y} is better, up)")
+    axes.set_xlabel(
+        f"Head 1 ({task_x.name}): validation {metric_x}, {dir_x} is better \u2192"
+    )
+    axes.set_ylabel(
+        f"Head 2 ({task_y.name}): validation {metric_y}, {dir_y} is better \u2192"
+    )
     axes.set_title(title or f"Trade-off over {len(points)} trials")
     axes.grid(True, alpha=0.3)
     axes.legend(loc="best", fontsize=8)

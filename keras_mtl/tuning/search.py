@@ -27,6 +27,7 @@ import logging
 import os
 import tomllib
 import typing
+import warnings
 from pathlib import Path
 
 import keras
@@ -39,7 +40,7 @@ from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation import EvaluationReport, evaluation_report
 from keras_mtl.export import export_run
 from keras_mtl.training import run_dir_for
-from keras_mtl.tuning.hypermodel import MultiTaskHyperModel
+from keras_mtl.tuning.hypermodel import MultiTaskHyperModel, check_search_space
 from keras_mtl.tuning.objectives import resolve_objective
 from keras_mtl.tuning.results import rows_to_csv, rows_to_markdown, trial_rows
 
@@ -47,10 +48,14 @@ logger = logging.getLogger(__name__)
 
 
 class SearchResult(typing.NamedTuple):
-    """What `run_search` returns. On a distributed worker only `role`,
-    `project_dir` and `objective` are set."""
+    """What `run_search` returns.
+
+    On a distributed worker only `role`, `tuner`, `project_dir` and
+    `objective` are set; the chief holds the rest.
+    """
 
     role: str  # "single", "chief" or "worker"
+    tuner: kt.Tuner
     project_dir: Path
     objective: str
     rows: list = []
@@ -203,6 +208,9 @@ def run_search(
     ```
     """
     role = distributed_role()
+    # Refuse a bad objective or search space before loading any data.
+    resolve_objective(config, baselines_available=False)
+    check_search_space(config)
     if role == "worker" and overwrite:
         logger.warning("A distributed worker never overwrites; the chief does.")
         overwrite = False
@@ -265,7 +273,7 @@ def run_search(
         shuffle=False,  # The pipeline shuffles.
     )
     if role == "worker":
-        return SearchResult("worker", project_dir, objective.name)
+        return SearchResult("worker", tuner, project_dir, objective.name)
     return _finish(
         tuner,
         hypermodel,
@@ -304,14 +312,18 @@ def _finish(tuner, hypermodel, config, datasets, objective, role, baselines, exp
         logger.warning("No trade-off plot: %s", error)
         files.pop("plot")
     result = SearchResult(
-        role, project_dir, objective.name, rows, best_trial, files=files
+        role, tuner, project_dir, objective.name, rows, best_trial, files=files
     )
     if best_trial is None:
         logger.warning("No trial finished; nothing to export.")
         return result
     best_config = hypermodel.trial_config(best_trials[0].hyperparameters)
     try:
-        model = tuner.get_best_models(1)[0]
+        with warnings.catch_warnings():
+            # Keras Tuner reloads weights into a model whose optimizer is not
+            # built yet; the optimizer state is not needed to export.
+            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
+            model = tuner.get_best_models(1)[0]
     except (OSError, FileNotFoundError) as error:
         raise RuntimeError(
             f"Cannot load trial {best_trial}'s weights from {project_dir}: {error}. "

@@ -1,0 +1,88 @@
+"""Single-task baselines: the model, the shared budget, the cache, the command."""
+
+import json
+
+import keras
+import pytest
+from conftest import tiny_overrides
+
+import keras_mtl
+from keras_mtl import baselines as baselines_lib
+from keras_mtl import cli
+
+
+def test_the_single_task_model_is_the_trunk_with_one_head(tiny_config):
+    multi = keras_mtl.build_model(tiny_config)
+    for task, classes in zip(tiny_config.tasks, (4, 12), strict=True):
+        single = keras_mtl.build_single_task_model(tiny_config, task.name)
+        assert list(single.output) == [task.name]
+        trunk = keras.layers.serialize(single.get_layer("trunk"))
+        assert trunk == keras.layers.serialize(multi.get_layer("trunk"))
+        assert (
+            single.get_layer("trunk").count_params()
+            == multi.get_layer("trunk").count_params()
+        )
+        head, head1 = single.get_layer("head"), multi.get_layer("head1")
+        assert (head.units, head.depth) == (head1.units, head1.depth)
+        assert single.output[task.name].shape == (None, classes)
+        assert [layer.name for layer in single.layers if "head" in layer.name] == [
+            "head"
+        ]
+
+
+def test_an_unknown_task_is_refused(tiny_config):
+    with pytest.raises(ValueError, match=r"No task 'nope'.*\['coarse', 'fine'\]"):
+        keras_mtl.build_single_task_model(tiny_config, "nope")
+
+
+def test_baselines_train_once_per_config_and_seed(tiny_config, monkeypatch):
+    baselines = keras_mtl.train_baselines(tiny_config)
+    cached = sorted(
+        (keras_mtl.training.run_dir_for(tiny_config) / "baselines").iterdir()
+    )
+    assert [path.name.split("-")[0] for path in cached] == ["coarse", "fine"]
+    assert all(path.name.endswith("-seed0.json") for path in cached)
+    record = json.loads(cached[1].read_text())
+    assert record["fields"]["train"]["epochs"] == tiny_config.train.epochs == 1
+    assert record["epochs_run"] == 1 and len(record["history"]["val_accuracy"]) == 1
+    assert set(record["validation"]) == set(record["test"]) == {"loss", "accuracy"}
+    assert 0.0 <= record["test"]["accuracy"] <= 1.0
+    metrics = baselines.metrics("test")
+    assert metrics["fine"]["accuracy"] == record["test"]["accuracy"]
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a cached baseline was trained again")
+
+    monkeypatch.setattr(baselines_lib, "train_baseline", must_not_train)
+    # Loss weights, Head 2's wiring and the replica count do not change a baseline.
+    same = tiny_config.replace(
+        ["tasks.fine.weight=5", "model.stop_gradient=true", "train.replicas=2"]
+    )
+    assert keras_mtl.train_baselines(same).metrics("test") == metrics
+    # The model, the budget and the seed do.
+    for overrides in (["model.width=4"], ["train.epochs=2"], ["data.max_examples=256"]):
+        assert keras_mtl.load_baselines(tiny_config.replace(overrides)) is None
+    assert keras_mtl.load_baselines(tiny_config, seeds=[1]) is None
+    assert keras_mtl.load_baselines(tiny_config).metrics("test") == metrics
+
+
+def test_baseline_command_reports_mean_and_std_over_seeds(
+    tmp_path, shapes_data_dir, capsys
+):
+    sets = [
+        arg
+        for override in tiny_overrides(tmp_path, shapes_data_dir)
+        for arg in ("--set", override)
+    ]
+    args = ["baseline", "--preset", "shapes", *sets, "--seeds", "0", "1"]
+    assert cli.main([*args, "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    assert output["seeds"] == [0, 1]
+    accuracy = output["tasks"]["fine"]["test"]["accuracy"]
+    assert len(accuracy["values"]) == 2 and accuracy["std"] is not None
+    assert accuracy["mean"] == pytest.approx(sum(accuracy["values"]) / 2)
+    assert cli.main(args) == 0  # cached now: the Markdown table at once
+    table = capsys.readouterr().out
+    assert "| fine | accuracy | higher |" in table and " +- " in table
+    assert cli.main([*args[:-2], "-1"]) == 2
+    assert "seeds >= 0" in capsys.readouterr().err

@@ -1,0 +1,291 @@
+"""Loss-weight tuning: objectives, the val_loss trap, search, resume, export."""
+
+import csv
+import json
+
+import keras
+import pytest
+from conftest import tiny_overrides
+
+import keras_mtl
+from keras_mtl import cli
+from keras_mtl.tuning import TaskObjectives, apply_values, resolve_objective
+from keras_mtl.tuning.hypermodel import check_search_space
+
+
+class CountFits(keras.callbacks.Callback):
+    """Counts `model.fit` calls across trials; raises at fit number `stop_at`.
+
+    Keras Tuner deep-copies callbacks for every trial, so the count lives on
+    the class.
+    """
+
+    fits = 0
+    stop_at = None
+
+    def on_train_begin(self, logs=None):
+        CountFits.fits += 1
+        if CountFits.fits == CountFits.stop_at:
+            raise KeyboardInterrupt("interrupted as a trial starts")
+
+
+def count_fits(stop_at=None):
+    CountFits.fits, CountFits.stop_at = 0, stop_at
+    return CountFits()
+
+
+def test_objectives_resolve_to_weight_free_metrics_with_directions(tiny_config):
+    def resolve(name, baselines=False):
+        config = tiny_config.replace([f"tuning.objective={name}"])
+        objective = resolve_objective(config, baselines)
+        return objective.name, objective.direction
+
+    assert resolve("auto") == ("val_unweighted_loss", "min")
+    assert resolve("auto", baselines=True) == ("val_delta_m", "min")
+    assert resolve("delta_m") == ("val_delta_m", "min")
+    assert resolve("val_unweighted_loss") == ("val_unweighted_loss", "min")
+    assert resolve("val_fine_accuracy") == ("val_fine_accuracy", "max")
+    assert resolve("val_coarse_loss") == ("val_coarse_loss", "min")
+    with pytest.raises(ValueError, match="weighted sum of the task losses"):
+        resolve("val_loss")
+    with pytest.raises(ValueError, match="validation split: 'val_fine_accuracy'"):
+        resolve("fine_accuracy")
+    with pytest.raises(ValueError, match=r"Unknown tuning.objective 'val_fine_auc'"):
+        resolve("val_fine_auc")
+
+
+def test_the_search_space_sets_weights_learning_rate_and_choices(tiny_config):
+    config = tiny_config.replace(
+        ["tuning.choices.model.width=[4, 8]", 'tuning.choices.model.trunk=["mlp"]']
+    )
+    trial = apply_values(
+        config, {"weight_ratio": 0.25, "learning_rate": 0.01, "model.width": 4}
+    )
+    assert [task.weight for task in trial.tasks] == [1.0, 0.25]
+    assert trial.train.learning_rate == 0.01 and trial.model.width == 4
+    assert trial.model.trunk == config.model.trunk  # not sampled: unchanged
+    for choices, fragment in [
+        ("tuning.choices.data.max_examples=[10]", "cannot be tuned"),
+        ("tuning.choices.tasks.fine.weight=[1.0]", "cannot be tuned"),
+        ("tuning.choices.model.width=[4, 'wide']", "of one type"),
+        ('tuning.choices.model.trunk=["rnn"]', "tuning.choices.model.trunk`: .*mlp"),
+        ("tuning.choices.model.widht=[4]", "Unknown config key 'model.widht'"),
+    ]:
+        with pytest.raises(ValueError, match=fragment):
+            check_search_space(tiny_config.replace([choices]))
+
+
+def test_tuning_config_round_trips_through_toml(tiny_config, tmp_path):
+    config = tiny_config.replace(
+        ["tuning.choices.model.width=[4, 8]", "tuning.learning_rate=[1e-4, 1e-2]"]
+    )
+    assert config.tuning.choices == {"model.width": [4, 8]}
+    path = tmp_path / "config.toml"
+    path.write_text(config.to_toml())
+    assert keras_mtl.load_config(str(path)) == config
+    with pytest.raises(ValueError, match=r"`tuning.weight_ratio` must be \[min, max\]"):
+        tiny_config.replace(["tuning.weight_ratio=[0.0, 1.0]"])
+    with pytest.raises(ValueError, match="Unknown config key 'tuning.trials'"):
+        tiny_config.replace(["tuning.trials=3"])
+
+
+def test_a_weighted_val_loss_prefers_small_weights_and_ours_do_not(tiny_config):
+    """Under Adam, scaling both weights trains the same model; only val_loss moves."""
+    reference = {"coarse": {"accuracy": 0.25}, "fine": {"accuracy": 0.1}}
+    datasets = keras_mtl.load_datasets(tiny_config.replace(["train.shuffle=false"]))
+    logs = {}
+    for scale in (0.1, 1.0, 10.0):
+        config = tiny_config.replace(
+            [f"tasks.coarse.weight={scale}", f"tasks.fine.weight={scale}"]
+        )
+        keras.utils.set_random_seed(0)
+        model = keras_mtl.build_model(config, datasets.features)
+        history = model.fit(
+            datasets.train,
+            validation_data=datasets.validation,
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            callbacks=[TaskObjectives(config.tasks, reference)],
+        )
+        logs[scale] = {key: values[-1] for key, values in history.history.items()}
+
+    val_loss = {scale: logs[scale]["val_loss"] for scale in logs}
+    assert val_loss[0.1] / val_loss[1.0] == pytest.approx(0.1, rel=1e-3)
+    assert val_loss[10.0] / val_loss[1.0] == pytest.approx(10.0, rel=1e-3)
+    assert min(val_loss, key=val_loss.get) == 0.1  # the trap: smallest weights win
+    for name in ("val_unweighted_loss", "val_delta_m"):
+        values = [logs[scale][name] for scale in logs]
+        assert max(values) - min(values) <= 1e-3 * abs(values[1]) + 1e-6, name
+    # The objectives are what they claim to be.
+    one = logs[1.0]
+    assert one["val_unweighted_loss"] == pytest.approx(
+        one["val_coarse_loss"] + one["val_fine_loss"]
+    )
+    assert one["val_delta_m"] == pytest.approx(
+        keras_mtl.delta_m(
+            {t: {"accuracy": one[f"val_{t}_accuracy"]} for t in ("coarse", "fine")},
+            reference,
+            tiny_config.tasks,
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def search(tmp_path_factory, shapes_data_dir):
+    """Baselines, then a 3-trial search interrupted at trial 2 and rerun."""
+    workdir = tmp_path_factory.mktemp("search")
+    config = keras_mtl.load_config(
+        "shapes",
+        [
+            *tiny_overrides(workdir, shapes_data_dir),
+            "tuning.max_trials=3",
+            "tuning.learning_rate=[0.001, 0.01]",
+        ],
+    )
+    baselines = keras_mtl.train_baselines(config)
+    with pytest.raises(KeyboardInterrupt):
+        keras_mtl.run_search(config, verbose=0, callbacks=[count_fits(stop_at=2)])
+    project = keras_mtl.tuning.project_dir_for(config)
+    first = json.loads((project / "trial_0" / "trial.json").read_text())
+    counter = count_fits()
+    result = keras_mtl.run_search(config, verbose=0, callbacks=[counter])
+    return {
+        "config": config,
+        "baselines": baselines,
+        "first_trial": first,
+        "fits": CountFits.fits,
+        "result": result,
+        "workdir": workdir,
+    }
+
+
+def test_an_interrupted_search_resumes_where_it_stopped(search):
+    result = search["result"]
+    assert search["fits"] == 2  # the interrupted trial again, then the third
+    assert [row["trial"] for row in result.rows] == ["0", "1", "2"]
+    assert {row["status"] for row in result.rows} == {"COMPLETED"}
+    first = search["first_trial"]
+    assert first["status"] == "COMPLETED"
+    assert result.rows[0]["objective"] == pytest.approx(first["score"])
+    ratio = first["hyperparameters"]["values"]["weight_ratio"]
+    assert result.rows[0]["weight_fine"] == pytest.approx(ratio)
+
+
+def test_the_results_table_plot_and_objective(search):
+    result, config = search["result"], search["config"]
+    assert result.objective == "val_delta_m"  # auto, with baselines cached
+    with open(result.files["csv"], newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3
+    for row in rows:
+        assert float(row["weight_coarse"]) == 1.0
+        assert 0.1 <= float(row["weight_fine"]) <= 10.0
+        assert 0.001 <= float(row["learning_rate"]) <= 0.01
+        assert float(row["objective"]) == pytest.approx(float(row["val_delta_m"]))
+        for key in ("val_coarse_accuracy", "val_fine_accuracy", "val_unweighted_loss"):
+            assert row[key] != ""
+    best = min(result.rows, key=lambda row: row["objective"])
+    assert [row["chosen"] for row in result.rows].count(True) == 1
+    assert best["chosen"] and best["trial"] == result.best_trial
+    assert best["pareto"]  # delta-m's optimum is never dominated
+    markdown = result.files["markdown"].read_text().splitlines()
+    assert markdown[2].startswith("| trial | status | weight_coarse | weight_fine")
+    assert len([line for line in markdown if line.startswith("| ")]) == 4
+    assert result.files["plot"].read_bytes()[:4] == b"\x89PNG"
+    assert result.best_config.tasks[1].weight == pytest.approx(best["weight_fine"])
+    assert result.best_config.train.learning_rate == pytest.approx(
+        best["learning_rate"]
+    )
+    assert result.best_config.model == config.model
+
+
+def test_the_best_model_is_exported_as_a_new_version(search):
+    result = search["result"]
+    base = search["workdir"] / "saved_models" / "shapes"
+    assert result.export_path == base / "1"
+    metadata = keras_mtl.read_metadata(result.export_path)
+    weights = [task["weight"] for task in metadata["config"]["tasks"]]
+    best = next(row for row in result.rows if row["chosen"])
+    assert weights == pytest.approx([1.0, best["weight_fine"]])
+    # The export is the chosen trial's best epoch: same validation metrics.
+    validation = keras_mtl.evaluate_saved_model(result.export_path, "validation")
+    for task in ("coarse", "fine"):
+        assert validation[task]["accuracy"] == pytest.approx(
+            best[f"val_{task}_accuracy"]
+        )
+    assert validation["coarse"]["loss"] + validation["fine"]["loss"] == pytest.approx(
+        best["val_unweighted_loss"], rel=1e-4
+    )
+    for task in ("coarse", "fine"):
+        assert metadata["test_metrics"][task] == pytest.approx(result.report.test[task])
+
+
+def test_a_finished_search_reruns_without_training_or_exporting(search):
+    config = search["config"]
+    result = keras_mtl.run_search(config, verbose=0, callbacks=[count_fits()])
+    assert CountFits.fits == 0
+    assert result.export_path == search["result"].export_path
+    assert keras_mtl.list_versions(result.export_path.parent) == [1]
+    with pytest.raises(ValueError, match="holds a search with a different config"):
+        keras_mtl.run_search(config.replace(["tuning.weight_ratio=[1.0, 2.0]"]))
+    # Raising max_trials extends the search by exactly the new trials.
+    more = keras_mtl.run_search(
+        config.replace(["tuning.max_trials=4"]), verbose=0, callbacks=[count_fits()]
+    )
+    assert CountFits.fits == 1 and len(more.rows) == 4
+
+
+def test_baseline_command_gives_the_delta_m_of_a_saved_model(search, capsys):
+    config, export_path = search["config"], search["result"].export_path
+    sets = [
+        arg
+        for override in tiny_overrides(search["workdir"], config.data.data_dir)
+        for arg in ("--set", override)
+    ]
+    args = ["baseline", "--preset", "shapes", *sets, "--model", str(export_path)]
+    assert cli.main([*args, "--json"]) == 0
+    output = json.loads(capsys.readouterr().out)
+    expected = keras_mtl.delta_m(
+        keras_mtl.evaluate_saved_model(export_path, "test"),
+        search["baselines"].metrics("test"),
+        config,
+    )
+    assert output["model"]["delta_m"]["mean"] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    "tuner, epochs, replicas", [("bayesian", 1, 2), ("hyperband", 2, 1)]
+)
+def test_bayesian_and_hyperband_searches_run(tiny_config, tuner, epochs, replicas):
+    config = tiny_config.replace(
+        [
+            f"tuning.tuner={tuner}",
+            "tuning.max_trials=2",
+            "tuning.choices.model.width=[4, 8]",
+            f"train.epochs={epochs}",
+            f"train.replicas={replicas}",
+        ]
+    )
+    result = keras_mtl.run_search(config, verbose=0, export=False)
+    # Every trial runs under the strategy training would use.
+    assert result.tuner.distribution_strategy.num_replicas_in_sync == replicas
+    assert result.objective == "val_unweighted_loss"  # auto, no baselines
+    assert len(result.rows) == 2 and result.export_path is None
+    assert {row["model.width"] for row in result.rows} <= {4, 8}
+    if tuner == "hyperband":
+        assert {row["epochs"] for row in result.rows} <= {1, 2}
+    assert result.best_trial in {row["trial"] for row in result.rows}
+
+
+def test_tune_command_help_and_refusals(capsys):
+    for command in ("tune", "baseline"):
+        with pytest.raises(SystemExit) as exit:
+            cli.main([command, "--help"])
+        assert exit.value.code == 0
+        assert f"usage: keras-mtl {command}" in capsys.readouterr().out
+    assert cli.main(["tune", "--objective", "val_loss"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "weighted sum of the task losses" in error[0]
+    assert cli.main(["tune", "--set", "tuning.choices.data.seed=[1, 2]"]) == 2
+    assert "`tuning.choices.data.seed` cannot be tuned" in capsys.readouterr().err
