@@ -2,6 +2,7 @@
 
 import csv
 import json
+import sys
 
 import keras
 import pytest
@@ -255,13 +256,15 @@ def test_baseline_command_gives_the_delta_m_of_a_saved_model(search, capsys):
 
 
 @pytest.mark.parametrize(
-    "tuner, epochs, replicas", [("bayesian", 1, 2), ("hyperband", 2, 1)]
+    "tuner, trials, epochs, replicas", [("bayesian", 1, 1, 2), ("hyperband", 2, 2, 1)]
 )
-def test_bayesian_and_hyperband_searches_run(tiny_config, tuner, epochs, replicas):
+def test_bayesian_and_hyperband_searches_run(
+    tiny_config, tuner, trials, epochs, replicas
+):
     config = tiny_config.replace(
         [
             f"tuning.tuner={tuner}",
-            "tuning.max_trials=2",
+            f"tuning.max_trials={trials}",
             "tuning.choices.model.width=[4, 8]",
             f"train.epochs={epochs}",
             f"train.replicas={replicas}",
@@ -271,7 +274,7 @@ def test_bayesian_and_hyperband_searches_run(tiny_config, tuner, epochs, replica
     # Every trial runs under the strategy training would use.
     assert result.tuner.distribution_strategy.num_replicas_in_sync == replicas
     assert result.objective == "val_unweighted_loss"  # auto, no baselines
-    assert len(result.rows) == 2 and result.export_path is None
+    assert len(result.rows) == trials and result.export_path is None
     assert {row["model.width"] for row in result.rows} <= {4, 8}
     if tuner == "hyperband":
         assert {row["epochs"] for row in result.rows} <= {1, 2}
@@ -289,3 +292,49 @@ def test_tune_command_help_and_refusals(capsys):
     assert len(error) == 1 and "weighted sum of the task losses" in error[0]
     assert cli.main(["tune", "--set", "tuning.choices.data.seed=[1, 2]"]) == 2
     assert "`tuning.choices.data.seed` cannot be tuned" in capsys.readouterr().err
+
+
+def test_pareto_front_follows_each_metric_direction():
+    from keras_mtl import TaskConfig
+    from keras_mtl.tuning import pareto_front
+
+    tasks = [
+        TaskConfig(name="price", kind="regression"),  # mae: lower is better
+        TaskConfig(name="churn", kind="binary"),  # auc: higher is better
+    ]
+    rows = [
+        {"trial": "0", "val_price_mae": 1.0, "val_churn_auc": 0.80},
+        {"trial": "1", "val_price_mae": 0.9, "val_churn_auc": 0.70},
+        {"trial": "2", "val_price_mae": 1.1, "val_churn_auc": 0.75},  # beaten by 0
+        {"trial": "3", "val_price_mae": 0.9, "val_churn_auc": 0.65},  # beaten by 1
+        {"trial": "4", "val_price_mae": None, "val_churn_auc": 0.99},  # failed
+    ]
+    assert pareto_front(rows, tasks) == ["0", "1"]
+
+
+def test_the_tradeoff_plot_and_its_missing_extra(tmp_path, monkeypatch):
+    from keras_mtl import TaskConfig
+    from keras_mtl.tuning.plot import plot_tradeoff
+
+    tasks = [
+        TaskConfig(name="price", kind="regression"),
+        TaskConfig(name="churn", kind="binary"),
+    ]
+    rows = [
+        {
+            "trial": str(i),
+            "weight_churn": ratio,
+            "val_price_mae": mae,
+            "val_churn_auc": auc,
+            "chosen": i == 1,
+        }
+        for i, (ratio, mae, auc) in enumerate(
+            [(0.1, 1.0, 0.8), (1.0, 0.9, 0.7), (8.0, 1.1, 0.75)]
+        )
+    ]
+    baselines = {"price": {"mae": 1.05}, "churn": {"auc": 0.72}}
+    path = plot_tradeoff(rows, tasks, tmp_path / "tradeoff.png", baselines=baselines)
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r'pip install "keras-mtl\[plots\]"'):
+        plot_tradeoff(rows, tasks, tmp_path / "again.png")

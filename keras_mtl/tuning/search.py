@@ -244,7 +244,7 @@ def run_search(
     if role != "worker":
         project_dir.mkdir(parents=True, exist_ok=True)
         (project_dir / "config.toml").write_text(saved_config.to_toml())
-        search = {**saved_search, "objective": objective.name.removeprefix("val_")}
+        search = {**saved_search, "objective": objective.name}
         (project_dir / "search.json").write_text(json.dumps(search, indent=1))
     logger.info(
         "Tuning %s with %s: objective %s (%s), up to %d trials in %s",
@@ -324,11 +324,11 @@ def _finish(tuner, hypermodel, config, datasets, objective, role, baselines, exp
             # built yet; the optimizer state is not needed to export.
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
             model = tuner.get_best_models(1)[0]
-    except (OSError, FileNotFoundError) as error:
+    except OSError as error:
         raise RuntimeError(
             f"Cannot load trial {best_trial}'s weights from {project_dir}: {error}. "
-            "In a distributed search, tuning.directory must be shared by all "
-            "machines (NFS, GCS)."
+            "In a distributed search, tuning.directory must be one directory "
+            "that every machine sees (NFS or another shared filesystem)."
         ) from None
     report = evaluation_report(model, datasets, best_config)
     search_file = project_dir / "search.json"
@@ -346,7 +346,7 @@ def _finish(tuner, hypermodel, config, datasets, objective, role, baselines, exp
             export_path = export_run(model, best_config, datasets, report.test)
     search.update(
         {
-            "objective": objective.name.removeprefix("val_"),
+            "objective": objective.name,
             "best_trial": best_trial,
             "best_score": best_trials[0].score,
             "best_config": best_config.to_dict(),
