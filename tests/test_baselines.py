@@ -35,20 +35,25 @@ def test_an_unknown_task_is_refused(tiny_config):
         keras_mtl.build_single_task_model(tiny_config, "nope")
 
 
-def test_baselines_train_once_per_config_and_seed(tiny_config, monkeypatch):
-    baselines = keras_mtl.train_baselines(tiny_config)
+def test_baselines_train_once_per_config_and_seed(
+    tiny_config, tmp_path, shapes_data_dir, monkeypatch, capsys
+):
+    baselines = keras_mtl.train_baselines(tiny_config, seeds=[0, 1])
     cached = sorted(
         (keras_mtl.training.run_dir_for(tiny_config) / "baselines").iterdir()
     )
-    assert [path.name.split("-")[0] for path in cached] == ["coarse", "fine"]
-    assert all(path.name.endswith("-seed0.json") for path in cached)
-    record = json.loads(cached[1].read_text())
+    assert [path.name.split("-")[0] for path in cached] == ["coarse"] * 2 + ["fine"] * 2
+    assert [path.name[-10:] for path in cached[2:]] == ["seed0.json", "seed1.json"]
+    record = json.loads(cached[2].read_text())
     assert record["fields"]["train"]["epochs"] == tiny_config.train.epochs == 1
     assert record["epochs_run"] == 1 and len(record["history"]["val_accuracy"]) == 1
     assert set(record["validation"]) == set(record["test"]) == {"loss", "accuracy"}
     assert 0.0 <= record["test"]["accuracy"] <= 1.0
-    metrics = baselines.metrics("test")
-    assert metrics["fine"]["accuracy"] == record["test"]["accuracy"]
+    assert baselines.metrics("test", seed=0)["fine"] == record["test"]
+    accuracy = baselines.summary()["fine"]["test"]["accuracy"]
+    assert len(accuracy["values"]) == 2 and accuracy["std"] is not None
+    assert accuracy["mean"] == pytest.approx(sum(accuracy["values"]) / 2)
+    assert baselines.metrics("test")["fine"]["accuracy"] == accuracy["mean"]
 
     def must_not_train(*args, **kwargs):
         raise AssertionError("a cached baseline was trained again")
@@ -58,17 +63,14 @@ def test_baselines_train_once_per_config_and_seed(tiny_config, monkeypatch):
     same = tiny_config.replace(
         ["tasks.fine.weight=5", "model.stop_gradient=true", "train.replicas=2"]
     )
-    assert keras_mtl.train_baselines(same).metrics("test") == metrics
+    metrics = baselines.metrics("test", seed=1)
+    assert keras_mtl.train_baselines(same, seeds=[1]).metrics("test") == metrics
     # The model, the budget and the seed do.
     for overrides in (["model.width=4"], ["train.epochs=2"], ["data.max_examples=256"]):
         assert keras_mtl.load_baselines(tiny_config.replace(overrides)) is None
-    assert keras_mtl.load_baselines(tiny_config, seeds=[1]) is None
-    assert keras_mtl.load_baselines(tiny_config).metrics("test") == metrics
+    assert keras_mtl.load_baselines(tiny_config, seeds=[2]) is None
 
-
-def test_baseline_command_reports_mean_and_std_over_seeds(
-    tmp_path, shapes_data_dir, capsys
-):
+    # The command reads the same cache.
     sets = [
         arg
         for override in tiny_overrides(tmp_path, shapes_data_dir)
@@ -78,10 +80,8 @@ def test_baseline_command_reports_mean_and_std_over_seeds(
     assert cli.main([*args, "--json"]) == 0
     output = json.loads(capsys.readouterr().out)
     assert output["seeds"] == [0, 1]
-    accuracy = output["tasks"]["fine"]["test"]["accuracy"]
-    assert len(accuracy["values"]) == 2 and accuracy["std"] is not None
-    assert accuracy["mean"] == pytest.approx(sum(accuracy["values"]) / 2)
-    assert cli.main(args) == 0  # cached now: the Markdown table at once
+    assert output["tasks"]["fine"]["test"]["accuracy"] == accuracy
+    assert cli.main(args) == 0
     table = capsys.readouterr().out
     assert "| fine | accuracy | higher |" in table and " +- " in table
     assert cli.main([*args[:-2], "-1"]) == 2

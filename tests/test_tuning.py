@@ -277,6 +277,7 @@ def test_bayesian_and_hyperband_searches_run(
     assert len(result.rows) == trials and result.export_path is None
     assert {row["model.width"] for row in result.rows} <= {4, 8}
     if tuner == "hyperband":
+        # Hyperband's budgets, up to train.epochs.
         assert {row["epochs"] for row in result.rows} <= {1, 2}
     assert result.best_trial in {row["trial"] for row in result.rows}
 

@@ -214,6 +214,8 @@ def run_search(
     if role == "worker" and overwrite:
         logger.warning("A distributed worker never overwrites; the chief does.")
         overwrite = False
+    project_dir = project_dir_for(config)
+    _check_project(project_dir, config, overwrite)
     strategy = strategy or make_strategy(config.train)
     if datasets is None:
         datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
@@ -223,8 +225,6 @@ def run_search(
             "none. Set data.validation_fraction > 0. Received: "
             f"data.validation_fraction={config.data.validation_fraction}"
         )
-    project_dir = project_dir_for(config)
-    _check_project(project_dir, config, overwrite)
     saved_config = config
     saved_search = {} if overwrite else _read_json(project_dir / "search.json")
     if saved_search.get("objective") and config.tuning.objective == "auto":
