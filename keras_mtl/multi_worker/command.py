@@ -58,17 +58,14 @@ def launch_workers(args, config):
             "--max-restarts restarts a local cluster: it needs --workers N. On "
             "several machines, restarts are the cluster manager's job."
         )
-    for flag, value, minimum in (
-        ("--workers", args.workers, 1),
-        ("--max-restarts", args.max_restarts, 0),
-        ("--startup-timeout", args.startup_timeout, 1e-9),
-        ("--timeout", args.timeout if args.timeout is not None else 1, 1e-9),
+    for flag, value, valid, expected in (
+        ("--workers", args.workers, args.workers >= 1, ">= 1"),
+        ("--max-restarts", args.max_restarts, args.max_restarts >= 0, ">= 0"),
+        ("--startup-timeout", args.startup_timeout, args.startup_timeout > 0, "> 0"),
+        ("--timeout", args.timeout, args.timeout is None or args.timeout > 0, "> 0"),
     ):
-        if value < minimum:
-            raise ValueError(
-                f"{flag} must be {'positive' if minimum < 1 else f'>= {minimum}'}. "
-                f"Received: {flag}={value}"
-            )
+        if not valid:
+            raise ValueError(f"{flag} must be {expected}. Received: {flag}={value}")
     if config.train.batch_size % args.workers:
         raise ValueError(
             f"train.batch_size={config.train.batch_size} must be divisible by "

@@ -281,9 +281,14 @@ class LocalCluster:
         try:
             for index in range(self.workers):
                 paths.append(reports_dir / f"worker-{index}.json")
+                # A killed worker cannot remove its scratch directories; they
+                # go under the attempt's directory, which the launcher removes.
+                scratch = reports_dir / f"worker-{index}-tmp"
+                scratch.mkdir()
                 env = {
                     **os.environ,
                     "TF_CONFIG": local_tf_config(ports, index),
+                    "TMPDIR": str(scratch),
                     worker_report.REPORT_ENV: str(paths[-1]),
                     worker_report.LAUNCHER_PID_ENV: str(os.getpid()),
                     "PYTHONUNBUFFERED": "1",
