@@ -42,6 +42,7 @@ from keras_mtl.models import (
     build_model,
     compile_model,
 )
+from keras_mtl.multi_worker import MultiWorkerBackupAndRestore
 from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
 from keras_mtl.training import TrainingDivergedError, TrainResult, train
 
@@ -57,6 +58,7 @@ __all__ = [
     "MLPTrunk",
     "ModelConfig",
     "MultiTaskModel",
+    "MultiWorkerBackupAndRestore",
     "TaskConfig",
     "TaskHead",
     "TrainConfig",

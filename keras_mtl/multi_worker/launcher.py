@@ -7,14 +7,14 @@ The launcher starts N copies of `keras-mtl train` with
 with a `[worker i]` prefix, and returns the chief's export. It is how the
 multi-worker path runs on one machine, and how the tests run it.
 
-What it guards against (measured with TensorFlow 2.21):
+What it guards against (with TensorFlow 2.21):
 
-- A worker whose peers never start blocks forever and ignores SIGTERM: every
-  worker must join the cluster within `startup_timeout` seconds, and every
-  stop is SIGTERM to the worker's process group, then SIGKILL after
-  `stop_grace` seconds. Workers also die with the launcher (Linux), and
-  Ctrl-C or SIGTERM to the launcher stops them all.
-- A surviving worker notices a dead peer only after ~10 s and then exits:
+- A worker whose peers never start blocks forever, and a hung process may
+  ignore SIGTERM: every worker must join the cluster within `startup_timeout`
+  seconds, and every stop is SIGTERM to the worker's process group, then
+  SIGKILL after `stop_grace` seconds. Workers also die with the launcher
+  (Linux), and Ctrl-C or SIGTERM to the launcher stops them all.
+- A surviving worker may notice a dead peer only after ~10 s and then exits:
   the launcher stops the cluster as soon as any worker fails and, while
   `max_restarts` allows, starts it again on fresh ports. Every worker then
   restores the chief's backup and training resumes after the last finished
