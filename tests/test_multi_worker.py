@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import keras
@@ -20,7 +21,14 @@ from conftest import tiny_overrides
 import keras_mtl
 from keras_mtl import cli
 from keras_mtl.compat import keras_multi_worker
-from keras_mtl.multi_worker import EXAMPLE_TF_CONFIG, parse_tf_config
+from keras_mtl.multi_worker import (
+    EXAMPLE_TF_CONFIG,
+    MultiWorkerBackupAndRestore,
+    chief_or_scratch_dir,
+    is_chief,
+    parse_tf_config,
+)
+from keras_mtl.multi_worker import backup as backup_module
 from keras_mtl.multi_worker.launcher import (
     ClusterError,
     LocalCluster,
@@ -179,6 +187,59 @@ def test_a_backup_is_one_weights_file_named_by_its_state(tiny_config):
         "epoch-2.weights.h5",
         "training_metadata.json",
     ]
+
+
+def _strategy_of(task_id, workers=2):
+    """A stand-in for a MultiWorkerMirroredStrategy: what `cluster_of` reads."""
+    spec = tf.train.ClusterSpec({"worker": [f"h{i}:1" for i in range(workers)]})
+    resolver = types.SimpleNamespace(
+        task_type="worker", task_id=task_id, cluster_spec=lambda: spec
+    )
+    return types.SimpleNamespace(cluster_resolver=resolver)
+
+
+def test_only_the_chief_keeps_what_it_writes(tmp_path):
+    with chief_or_scratch_dir(tmp_path / "run", _strategy_of(0)) as path:
+        assert path == tmp_path / "run"
+    with chief_or_scratch_dir(tmp_path / "run", _strategy_of(1)) as path:
+        assert path != tmp_path / "run" and path.is_dir()
+        (path / "history.csv").write_text("epoch\n")
+    assert not path.exists()
+    assert is_chief(tf.distribute.get_strategy())
+
+
+class WeightsAtStart(keras.callbacks.Callback):
+    def on_train_begin(self, logs=None):
+        self.weights = self.model.get_weights()
+
+
+def test_only_the_chief_writes_the_backup_and_every_worker_restores_it(
+    tmp_path, monkeypatch
+):
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile("sgd", "mse")
+    x, y = np.ones((8, 2), "float32"), np.zeros((8, 1), "float32")
+    backup_dir = tmp_path / "backup"
+    backup = MultiWorkerBackupAndRestore(str(backup_dir), delete_checkpoint=False)
+
+    def fit(chief, epochs):
+        monkeypatch.setattr(backup_module, "is_chief", lambda strategy: chief)
+        start = WeightsAtStart()
+        history = model.fit(x, y, epochs=epochs, callbacks=[backup, start], verbose=0)
+        return history, start.weights
+
+    fit(chief=False, epochs=2)
+    assert not backup_dir.exists()
+    fit(chief=True, epochs=2)
+    chief_weights = model.get_weights()
+    model.set_weights([np.zeros_like(weight) for weight in chief_weights])
+    history, restored = fit(chief=False, epochs=3)
+    assert backup.restored_epoch == 2 and history.epoch == [2]
+    for got, expected in zip(restored, chief_weights, strict=True):
+        np.testing.assert_array_equal(got, expected)
+    state = json.loads((backup_dir / "training_metadata.json").read_text())
+    assert state["epoch"] == 2  # The worker did not write its epoch 3.
 
 
 @pytest.mark.slow
