@@ -49,6 +49,10 @@ class TerminateOnNaN(keras.callbacks.Callback):
     tasks the first question is which task's loss broke.
     """
 
+    # It only reads the logs and sets `stop_training`, which the loop checks at
+    # the next step: Keras may call it from its callback thread.
+    async_safe = True
+
     def __init__(self):
         super().__init__()
         self.bad_losses = []
