@@ -156,7 +156,12 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
     resuming = _check_resumable(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(config.to_toml())
-    logger.info("Training %s with %s", config.name, describe_strategy(strategy))
+    logger.info(
+        "Training %r with %s; examples: %s",
+        config.name,
+        describe_strategy(strategy),
+        datasets.sizes,
+    )
 
     model = build_model(config, datasets.features, strategy=strategy)
     all_callbacks = default_callbacks(config, run_dir, resuming) + list(callbacks)
