@@ -73,11 +73,6 @@ def _cmd_train(args):
     strategy = keras_mtl.make_strategy(config.train)
     report.report(stage="ready")
     datasets = keras_mtl.load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    print(
-        f"Training {config.name!r} ({keras_mtl.describe_strategy(strategy)}); "
-        f"examples: {datasets.sizes}",
-        file=sys.stderr,
-    )
     model, history, run_dir = keras_mtl.train(
         config, datasets=datasets, strategy=strategy, verbose=args.verbose
     )

@@ -59,6 +59,10 @@ class TerminateOnNaN(keras.callbacks.Callback):
     tasks the first question is which task's loss broke.
     """
 
+    # It only reads the logs and sets `stop_training`, which the loop checks at
+    # the next step: Keras may call it from its callback thread.
+    async_safe = True
+
     def __init__(self):
         super().__init__()
         self.bad_losses = []
@@ -170,7 +174,12 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
     if is_chief(strategy):
         run_dir.mkdir(parents=True, exist_ok=True)
         _write_text_atomically(run_dir / "config.toml", config.to_toml())
-    logger.info("Training %s with %s", config.name, describe_strategy(strategy))
+    logger.info(
+        "Training %r with %s; examples: %s",
+        config.name,
+        describe_strategy(strategy),
+        datasets.sizes,
+    )
 
     model = build_model(config, datasets.features, strategy=strategy)
     with chief_or_scratch_dir(run_dir, strategy) as write_dir:

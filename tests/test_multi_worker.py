@@ -16,7 +16,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import tiny_overrides
 
 import keras_mtl
 from keras_mtl import cli
@@ -36,6 +35,8 @@ from keras_mtl.multi_worker.launcher import (
     local_tf_config,
     worker_command,
 )
+
+from conftest import tiny_overrides
 
 HERE = Path(__file__).resolve().parent
 KERAS_MTL = str(Path(sys.executable).parent / "keras-mtl")
