@@ -273,8 +273,19 @@ def test_several_outputs_bytes_and_errors():
         tensors_to_json({"a": np.array(1, np.int32)}, ROW)
 
 
-def test_parse_json_and_classify_bodies():
-    assert parse_json(b'{"a": NaN}')["a"] != parse_json(b'{"a": NaN}')["a"]
+def test_parse_json_with_and_without_orjson(monkeypatch):
+    from keras_mtl.serving import json_predict
+
+    body = b'{"instances": [1.5, NaN, -Infinity], "x": {"y": [true, null]}}'
+    parsed = parse_json(body)
+    monkeypatch.setattr(json_predict, "orjson", None)
+    assert json.dumps(parse_json(body)) == json.dumps(parsed)
+    assert parsed["instances"][2] == float("-inf")
+    with pytest.raises(ServingError, match="Invalid value"):
+        parse_json(b'{"a": nan}')
+
+
+def test_classify_and_regress_bodies():
     assert (
         classify_regress_request_from_json(
             '{"signature_name": "s", "examples": [{"x": 1.0, "names": ["a", "b"]}]}',

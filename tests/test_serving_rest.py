@@ -486,3 +486,52 @@ def test_the_adult_model_takes_raw_csv_rows(adult_csv, tmp_path):
             np.array([p[name] for p in predictions], np.float32), expected[name]
         )
     assert len(predictions[0]["marital_status"]) == 7
+
+
+def test_connections_are_bounded_and_idle_ones_time_out():
+    import threading
+
+    from keras_mtl.serving.http_server import HttpServer
+
+    active, peak, lock = [0], [0], threading.Lock()
+
+    def app(method, target, body):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+        time.sleep(0.05)
+        with lock:
+            active[0] -= 1
+        return 200, b"{}", "application/json"
+
+    server = HttpServer(("127.0.0.1", 0), app, num_threads=3, idle_timeout=0.5)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    port = server.server_address[1]
+    try:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        time.sleep(0.1)
+        start = time.perf_counter()
+        with Client(f"127.0.0.1:{port}") as client:
+            assert client.request("GET", "/x")[0] == 200  # waits for an idle one to go
+        assert time.perf_counter() - start > 0.3
+        for sock in idle:
+            sock.close()
+        statuses = []
+        clients = [
+            threading.Thread(
+                target=lambda: statuses.extend(
+                    Client(f"127.0.0.1:{port}").request("GET", "/x")[0]
+                    for _ in range(3)
+                )
+            )
+            for _ in range(8)
+        ]
+        for each in clients:
+            each.start()
+        for each in clients:
+            each.join(timeout=30)
+        assert statuses == [200] * 24 and peak[0] <= 3
+    finally:
+        server.shutdown()
+        server.server_close()

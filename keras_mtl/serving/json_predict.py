@@ -51,6 +51,24 @@ _PARSE_ERRORS = {
 }
 
 
+try:  # ~7x faster on large bodies; an optional dependency (the serving extra)
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+
+def _loads_fast(text):
+    """orjson's parse, or None: orjson rejects NaN / Infinity tokens (which TF
+    Serving accepts) and reports errors in its own words, so everything it
+    refuses goes to the json module, which decides and words the error."""
+    if orjson is None:
+        return None
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
 @dataclasses.dataclass
 class PredictRequest:
     """A decoded `:predict` body: the signature, the tensors and the format."""
@@ -75,8 +93,10 @@ def parse_json(body):
             ) from None
     elif not body.strip():
         raise invalid_argument("JSON Parse error: The document is empty")
+    document = _loads_fast(body)
     try:
-        document = json.loads(body)
+        if document is None:
+            document = json.loads(body)
     except json.JSONDecodeError as error:
         reason = _PARSE_ERRORS.get(error.msg, error.msg)
         raise invalid_argument(

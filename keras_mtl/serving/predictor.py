@@ -67,6 +67,7 @@ class Predictor:
         self.registry = registry
         self.metrics = metrics
         self.scheduler = BatchScheduler(batching, metrics) if batching else None
+        self._check_cache = {}
 
     def stop(self):
         if self.scheduler is not None:
@@ -129,19 +130,50 @@ class Predictor:
                 raise invalid_argument(f"duplicate output tensor alias: {alias}")
             seen.add(alias)
 
-    @staticmethod
-    def _check_tensors(key, specs, inputs):
+    def _checks(self, servable, key):
+        """Per input: (index, name, spec, numpy dtype or None, dims or None);
+        plain tuples, because TensorShape comparisons cost ~10 us each."""
+        cache_key = (servable.name, servable.version, key)
+        checks = self._check_cache.get(cache_key)
+        if checks is None:
+            specs = servable.model.signature_inputs[key]
+            checks = []
+            for index, name in enumerate(sorted(specs)):
+                spec = specs[name]
+                numpy_dtype = (
+                    None
+                    if spec.dtype == tf.string
+                    else np.dtype(spec.dtype.as_numpy_dtype)
+                )
+                dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+                checks.append((index, name, spec, numpy_dtype, dims))
+            if len(self._check_cache) > 256:
+                self._check_cache.clear()
+            self._check_cache[cache_key] = checks
+        return checks
+
+    def _check_tensors(self, servable, key, inputs):
         tensors = {}
-        for index, name in enumerate(sorted(specs)):
-            spec, array = specs[name], np.asarray(inputs[name])
-            dtype = _dtype_of(array)
-            if dtype != spec.dtype:
+        for index, name, spec, numpy_dtype, dims in self._checks(servable, key):
+            array = np.asarray(inputs[name])
+            if numpy_dtype is None:
+                matches = array.dtype.kind in "OSU"
+            else:
+                matches = array.dtype == numpy_dtype
+            if not matches:
+                dtype = _dtype_of(array)
                 received = type_name(dtype) if dtype is not None else array.dtype.name
                 raise invalid_argument(
                     f"Expects arg[{index}] to be {type_name(spec.dtype)} but "
                     f"{received} is provided"
                 )
-            if not spec.shape.is_compatible_with(array.shape):
+            if dims is not None and (
+                len(dims) != array.ndim
+                or any(
+                    d is not None and d != n
+                    for d, n in zip(dims, array.shape, strict=True)
+                )
+            ):
                 raise invalid_argument(
                     f"Input '{name}' of signature '{key}' expects shape "
                     f"{_shape_text(spec.shape)} (-1: any size) but received "
@@ -167,7 +199,7 @@ class Predictor:
         """
         key, signature_def = self._signature(servable, signature_name)
         self._check_names(signature_def, inputs, output_filter)
-        tensors = self._check_tensors(key, servable.model.signature_inputs[key], inputs)
+        tensors = self._check_tensors(servable, key, inputs)
         start = time.perf_counter()
         if self.scheduler is None:
             try:
