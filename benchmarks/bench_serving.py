@@ -167,6 +167,7 @@ class _Contenders:
             request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
         self.calls = {
             "in-process": lambda: signature(**tensors),
+            "in-process from arrays": lambda: loaded.run(columns),
             "REST": lambda client: self._rest(client, body),
             "gRPC": lambda client: client._stubs()[0].Predict(request, timeout=60),
         }
@@ -188,7 +189,7 @@ class _Contenders:
 
     def call(self, name, client):
         function = self.calls[name]
-        return function() if name == "in-process" else function(client)
+        return function() if name.startswith("in-process") else function(client)
 
 
 def _latency(contenders, rounds, calls):
@@ -272,11 +273,13 @@ def run(quick=False):
                 p50 = {k: _percentile(v, 50) for k, v in samples.items()}
                 p99 = {k: _percentile(v, 99) for k, v in samples.items()}
                 record["latency"][f"{model}/{batch}"] = {"p50_ms": p50, "p99_ms": p99}
+                arrays = "in-process from arrays"
                 latency_rows.append(
                     [
                         model,
                         batch,
                         f"{p50['in-process']:.3f} / {p99['in-process']:.3f}",
+                        f"{p50[arrays]:.3f} / {p99[arrays]:.3f}",
                         f"{p50['REST']:.3f} / {p99['REST']:.3f}",
                         f"+{p50['REST'] - p50['in-process']:.3f} "
                         f"({p50['REST'] / p50['in-process']:.2f}x)",
@@ -335,12 +338,15 @@ def run(quick=False):
         [
             f"Latency in ms, p50 / p99 ({rounds} interleaved rounds of {calls} calls "
             "per contender; REST and gRPC to an unbatched `keras-mtl serve` "
-            "process):",
+            "process). in-process: `signature(**tensors)` with the tensors made "
+            "beforehand; from arrays: the server's own model call, numpy arrays "
+            "turned into tensors (`LoadedModel.run`):",
             harness.markdown_table(
                 [
                     "model",
                     "batch",
                     "in-process",
+                    "in-process from arrays",
                     "REST",
                     "REST - in-process p50",
                     "gRPC",

@@ -1,6 +1,7 @@
 """`keras-mtl serve` as a process, metrics, and what serving depends on."""
 
 import ast
+import gc
 import json
 import logging
 import os
@@ -161,6 +162,8 @@ def test_prometheus_metrics_count_requests_by_status(tabular):
             for line in lines
         )
         assert client.request("POST", "/metrics", b"")[0] == 405
+        assert gc.get_freeze_count() > 0  # the loaded model is out of gc's sight
+    assert gc.get_freeze_count() == 0
 
 
 def test_rest_serves_without_the_tensorflow_serving_api_package(

@@ -103,6 +103,8 @@ class ModelRegistry:
         max_num_load_retries: Loads of a failing version retried on the
             next polls before it is given up.
         metrics: A `Metrics` to record loads in, or None.
+        on_change: Called with "load" or "unload" after a version is swapped
+            in or out, or None.
 
     Example:
 
@@ -122,6 +124,7 @@ class ModelRegistry:
         load=LoadedModel,
         max_num_load_retries=5,
         metrics=None,
+        on_change=None,
     ):
         names = [config.name for config in configs]
         if len(set(names)) != len(names):
@@ -132,6 +135,7 @@ class ModelRegistry:
         self._load = load
         self._max_retries = max_num_load_retries
         self._metrics = metrics
+        self._on_change = on_change
         self._lock = threading.Lock()
         self._poll_lock = threading.Lock()
         self._states = {name: {} for name in self.configs}
@@ -229,6 +233,8 @@ class ModelRegistry:
             self._available[config.name] = available  # swapped in one assignment
         if self._metrics:
             self._metrics.record_load(str(path), True, seconds)
+        if self._on_change:
+            self._on_change("load")
         logger.info(
             "Loaded servable version {name: %s version: %d} from %s in %.2f s%s",
             config.name,
@@ -245,6 +251,8 @@ class ModelRegistry:
             available.pop(version, None)
             self._available[config.name] = available
             self._states[config.name][version] = VersionState(version, END)
+        if self._on_change:
+            self._on_change("unload")
         logger.info(
             "Unloaded servable version {name: %s version: %d}", config.name, version
         )

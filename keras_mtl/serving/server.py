@@ -5,6 +5,7 @@ Like `tensorflow_model_server` it loads the models that are there before it
 opens its ports, then keeps polling their base paths.
 """
 
+import gc
 import logging
 import threading
 
@@ -61,6 +62,12 @@ class ModelServer:
         enable_model_warmup: Run each new version at its batch sizes before
             it serves.
         max_num_load_retries: Retries of a version that fails to load.
+        freeze_gc: Move what is loaded out of the garbage collector's sight
+            (`gc.freeze`). TensorFlow and Keras keep millions of objects; a
+            large JSON body allocates enough containers to trigger full
+            collections that walk them all (measured: a 1.6 MB request took
+            250-440 ms instead of 45-70 ms). Unloading a version unfreezes,
+            collects and freezes again, so nothing leaks.
 
     Example:
 
@@ -86,6 +93,7 @@ class ModelServer:
         grpc_max_threads=32,
         enable_model_warmup=True,
         max_num_load_retries=5,
+        freeze_gc=True,
     ):
         self.host = host
         self.batching = batching
@@ -97,7 +105,9 @@ class ModelServer:
             warmup=self._warmup if enable_model_warmup else None,
             max_num_load_retries=max_num_load_retries,
             metrics=self.metrics,
+            on_change=self._freeze if freeze_gc else None,
         )
+        self._freeze_gc = freeze_gc
         self.predictor = Predictor(self.registry, batching, self.metrics)
         timeout = rest_api_timeout_in_ms / 1000 if rest_api_timeout_in_ms > 0 else None
         self.rest_api = RestApi(self.predictor, self.metrics, timeout)
@@ -123,6 +133,13 @@ class ModelServer:
                 for size in sizes:
                     servable.model.run(warmup_inputs(specs, size), key)
         return sizes
+
+    @staticmethod
+    def _freeze(change):
+        if change == "unload":  # let the unloaded version's cycles be collected
+            gc.unfreeze()
+            gc.collect()
+        gc.freeze()
 
     def app(self, method, target, body):
         """The HTTP request function: metrics page or REST API."""
@@ -189,6 +206,8 @@ class ModelServer:
             self._grpc = None
         self.predictor.stop()
         self.registry.stop()
+        if self._freeze_gc:
+            gc.unfreeze()
 
     def __enter__(self):
         return self.start()
