@@ -65,11 +65,6 @@ def _cmd_train(args):
 
     strategy = keras_mtl.make_strategy(config.train)
     datasets = keras_mtl.load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    print(
-        f"Training {config.name!r} ({keras_mtl.describe_strategy(strategy)}); "
-        f"examples: {datasets.sizes}",
-        file=sys.stderr,
-    )
     model, _, run_dir = keras_mtl.train(
         config, datasets=datasets, strategy=strategy, verbose=args.verbose
     )

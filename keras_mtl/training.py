@@ -49,6 +49,10 @@ class TerminateOnNaN(keras.callbacks.Callback):
     tasks the first question is which task's loss broke.
     """
 
+    # It only reads the logs and sets `stop_training`, which the loop checks at
+    # the next step: Keras may call it from its callback thread.
+    async_safe = True
+
     def __init__(self):
         super().__init__()
         self.bad_losses = []
@@ -152,7 +156,12 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
     resuming = _check_resumable(run_dir, config)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.toml").write_text(config.to_toml())
-    logger.info("Training %s with %s", config.name, describe_strategy(strategy))
+    logger.info(
+        "Training %r with %s; examples: %s",
+        config.name,
+        describe_strategy(strategy),
+        datasets.sizes,
+    )
 
     model = build_model(config, datasets.features, strategy=strategy)
     all_callbacks = default_callbacks(config, run_dir, resuming) + list(callbacks)
