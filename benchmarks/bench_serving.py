@@ -31,8 +31,9 @@ import threading
 import time
 from pathlib import Path
 
-import harness
 import numpy as np
+
+import harness
 
 NUMERIC = ("age", "education-num", "capital-gain", "capital-loss", "hours-per-week")
 CATEGORICAL = {

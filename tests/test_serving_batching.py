@@ -6,7 +6,6 @@ import time
 
 import numpy as np
 import pytest
-import serving_helpers as helpers
 
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import (
@@ -21,6 +20,8 @@ from keras_mtl.serving import (
 from keras_mtl.serving.batching import BatchScheduler
 from keras_mtl.serving.metrics import Metrics
 from keras_mtl.serving.status import Code
+
+import serving_helpers as helpers
 
 
 class Recorder:

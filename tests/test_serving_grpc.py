@@ -3,7 +3,6 @@
 import grpc
 import numpy as np
 import pytest
-import serving_helpers as helpers
 import tensorflow as tf
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
@@ -16,6 +15,8 @@ from tensorflow_serving.apis import (
 
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import Client, ModelConfig, ModelServer, ServingError
+
+import serving_helpers as helpers
 
 
 @pytest.fixture(scope="module")

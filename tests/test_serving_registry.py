@@ -7,7 +7,6 @@ import time
 
 import numpy as np
 import pytest
-import serving_helpers as helpers
 
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import (
@@ -19,6 +18,8 @@ from keras_mtl.serving import (
     read_model_config_file,
 )
 from keras_mtl.serving.registry import ModelRegistry
+
+import serving_helpers as helpers
 
 
 @pytest.fixture(scope="module")

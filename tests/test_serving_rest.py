@@ -7,10 +7,11 @@ import time
 
 import numpy as np
 import pytest
-import serving_helpers as helpers
 
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import Client, ModelConfig, ModelServer
+
+import serving_helpers as helpers
 
 
 @pytest.fixture(scope="module")

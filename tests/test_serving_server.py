@@ -13,12 +13,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import serving_helpers as helpers
 
 from keras_mtl import cli
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import Client, ModelConfig, ModelServer, MonitoringConfig
 from keras_mtl.serving import server as server_lib
+
+import serving_helpers as helpers
 
 SERVING = Path(__file__).resolve().parent.parent / "keras_mtl" / "serving"
 KERAS_MTL = Path(sys.executable).parent / "keras-mtl"
