@@ -15,6 +15,7 @@ path = keras_mtl.export_run(model, config, datasets, metrics)
 ```
 """
 
+from keras_mtl import serving  # keras_mtl.serving.Client, ModelServer, ...
 from keras_mtl.config import (
     Config,
     DataConfig,
@@ -79,5 +80,6 @@ __all__ = [
     "load_datasets",
     "make_strategy",
     "read_metadata",
+    "serving",
     "train",
 ]

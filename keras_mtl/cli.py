@@ -4,6 +4,7 @@
                     [--workers N [--max-restarts K]]
     keras-mtl evaluate --model DIR [--split test|validation]
     keras-mtl predict --model DIR --input FILE
+    keras-mtl serve --model_name NAME --model_base_path DIR [TF Serving flags]
     keras-mtl config [--preset NAME | --config FILE] [--set KEY=VALUE ...]
 
 A bad argument or config prints one line and exits with status 2.
@@ -125,28 +126,53 @@ def _read_inputs(path, input_specs):
                     float(v) if v.strip() else float("nan") for v in columns[name]
                 ]
         return columns
+    raise UsageError(f"--input: expected a .json, .csv or .npy file. Received: {path}")
+
+
+def _predict_json(model, path):
+    """A TF Serving request body (or a plain list of rows) through the same
+    JSON codec as `keras-mtl serve`; returns the response body."""
+    from keras_mtl.saved_model import SIGNATURE
+    from keras_mtl.serving.json_predict import (
+        predict_request_from_json,
+        tensors_to_json,
+    )
+    from keras_mtl.serving.status import ServingError
+
+    body = path.read_bytes()
+    if body.lstrip().startswith(b"["):  # plain rows: TF Serving's "instances"
+        body = b'{"instances": ' + body + b"}"
+
+    def input_infos(signature_name):
+        if (signature_name or SIGNATURE) not in model.signature_inputs:
+            raise UsageError(
+                f"--input: the model has no signature {signature_name!r}; it has "
+                f"{sorted(model.signature_inputs)}."
+            )
+        return model.signature_inputs[signature_name or SIGNATURE]
+
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise UsageError(f"--input: {path} is not JSON, CSV or .npy: {error}") from None
-    if isinstance(data, dict):
-        if "inputs" in data:
-            return data["inputs"]
-        data = data.get("instances", data)
-    return rows_to_columns(data, input_names)
+        request = predict_request_from_json(body, input_infos)
+        if (request.signature_name or SIGNATURE) == SIGNATURE:
+            outputs = model.predict(request.inputs)
+        else:
+            outputs = model.run(request.inputs, request.signature_name)
+        return tensors_to_json(outputs, request.format)
+    except ServingError as error:
+        raise UsageError(f"--input {path}: {error.message}") from None
 
 
 def _cmd_predict(args):
     from keras_mtl.saved_model import LoadedModel
+    from keras_mtl.serving.json_predict import ROW, tensors_to_json
 
     model = LoadedModel(args.model)
-    columns = _read_inputs(args.input, model.input_specs)
-    outputs = model.predict(columns)
-    rows = [
-        {name: outputs[name][index].tolist() for name in model.output_names}
-        for index in range(len(next(iter(outputs.values()))))
-    ]
-    print(json.dumps({"predictions": rows}))
+    path = Path(args.input)
+    if path.is_file() and path.suffix not in (".npy", ".csv"):
+        print(_predict_json(model, path).decode())
+        return
+    outputs = model.predict(_read_inputs(args.input, model.input_specs))
+    print(tensors_to_json(outputs, ROW).decode())
 
 
 def build_parser():
@@ -194,6 +220,13 @@ def build_parser():
         "--input", required=True, help="JSON rows ({'instances': [...]}), CSV or .npy"
     )
     predict.set_defaults(run=_cmd_predict)
+
+    serve = commands.add_parser(
+        "serve", help="serve SavedModels over TF Serving's REST and gRPC APIs"
+    )
+    from keras_mtl.serving import command as serve_command
+
+    serve_command.add_arguments(serve)
 
     config = commands.add_parser("config", help="print the resolved config as TOML")
     _add_config_arguments(config)
