@@ -14,10 +14,11 @@ weighted `val_loss` objective would have chosen from the same search.
 import statistics
 import tempfile
 
-import harness
 import keras
 
 import keras_mtl
+
+import harness
 
 
 def _test_metrics(config, seeds, run_root, label):

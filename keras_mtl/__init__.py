@@ -15,6 +15,7 @@ path = keras_mtl.export_run(model, config, datasets, metrics)
 ```
 """
 
+from keras_mtl import serving  # keras_mtl.serving.Client, ModelServer, ...
 from keras_mtl.baselines import Baselines, load_baselines, train_baselines
 from keras_mtl.config import (
     Config,
@@ -51,6 +52,7 @@ from keras_mtl.models import (
     build_single_task_model,
     compile_model,
 )
+from keras_mtl.multi_worker import MultiWorkerBackupAndRestore
 from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
 from keras_mtl.training import TrainingDivergedError, TrainResult, train
 from keras_mtl.tuning import MultiTaskHyperModel, TaskObjectives, run_search
@@ -70,6 +72,7 @@ __all__ = [
     "ModelConfig",
     "MultiTaskHyperModel",
     "MultiTaskModel",
+    "MultiWorkerBackupAndRestore",
     "TaskConfig",
     "TaskHead",
     "TaskObjectives",
@@ -99,6 +102,7 @@ __all__ = [
     "make_strategy",
     "read_metadata",
     "run_search",
+    "serving",
     "train",
     "train_baselines",
 ]

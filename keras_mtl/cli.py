@@ -1,8 +1,10 @@
 """`keras-mtl`: train, evaluate, predict and inspect configs from the shell.
 
     keras-mtl train [--preset NAME | --config FILE] [--set KEY=VALUE ...] [--replicas N]
+                    [--workers N [--max-restarts K]]
     keras-mtl evaluate --model DIR [--split test|validation]
     keras-mtl predict --model DIR --input FILE
+    keras-mtl serve --model_name NAME --model_base_path DIR [TF Serving flags]
     keras-mtl config [--preset NAME | --config FILE] [--set KEY=VALUE ...]
     keras-mtl baseline [--preset NAME | --config FILE] [--set ...] [--seeds 0 1 2]
     keras-mtl tune [--preset NAME | --config FILE] [--set ...] [--tuner NAME]
@@ -62,25 +64,34 @@ def _cmd_config(args):
 
 
 def _cmd_train(args):
+    if args.workers is not None or args.max_restarts:
+        from keras_mtl.multi_worker.command import launch_workers
+
+        return launch_workers(args, _load_config(args))
     config = _load_config(args)
     import keras_mtl
+    from keras_mtl import multi_worker
+    from keras_mtl.multi_worker import report
 
+    report.attach_to_launcher()
     strategy = keras_mtl.make_strategy(config.train)
+    report.report(stage="ready")
     datasets = keras_mtl.load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    print(
-        f"Training {config.name!r} ({keras_mtl.describe_strategy(strategy)}); "
-        f"examples: {datasets.sizes}",
-        file=sys.stderr,
-    )
-    model, _, run_dir = keras_mtl.train(
+    model, history, run_dir = keras_mtl.train(
         config, datasets=datasets, strategy=strategy, verbose=args.verbose
     )
+    if not multi_worker.is_chief(strategy):  # The chief evaluates and exports.
+        report.report_finished(model, history)
+        return
     metrics = keras_mtl.evaluate(model, datasets.test, config)
     print("Test metrics: " + json.dumps(metrics), file=sys.stderr)
     print(f"Run directory: {run_dir}", file=sys.stderr)
     if args.no_export:
+        report.report_finished(model, history)
         return
-    print(keras_mtl.export_run(model, config, datasets, metrics))
+    path = keras_mtl.export_run(model, config, datasets, metrics)
+    report.report_finished(model, history, export=path)
+    print(path)
 
 
 def _cmd_evaluate(args):
@@ -118,28 +129,53 @@ def _read_inputs(path, input_specs):
                     float(v) if v.strip() else float("nan") for v in columns[name]
                 ]
         return columns
+    raise UsageError(f"--input: expected a .json, .csv or .npy file. Received: {path}")
+
+
+def _predict_json(model, path):
+    """A TF Serving request body (or a plain list of rows) through the same
+    JSON codec as `keras-mtl serve`; returns the response body."""
+    from keras_mtl.saved_model import SIGNATURE
+    from keras_mtl.serving.json_predict import (
+        predict_request_from_json,
+        tensors_to_json,
+    )
+    from keras_mtl.serving.status import ServingError
+
+    body = path.read_bytes()
+    if body.lstrip().startswith(b"["):  # plain rows: TF Serving's "instances"
+        body = b'{"instances": ' + body + b"}"
+
+    def input_infos(signature_name):
+        if (signature_name or SIGNATURE) not in model.signature_inputs:
+            raise UsageError(
+                f"--input: the model has no signature {signature_name!r}; it has "
+                f"{sorted(model.signature_inputs)}."
+            )
+        return model.signature_inputs[signature_name or SIGNATURE]
+
     try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise UsageError(f"--input: {path} is not JSON, CSV or .npy: {error}") from None
-    if isinstance(data, dict):
-        if "inputs" in data:
-            return data["inputs"]
-        data = data.get("instances", data)
-    return rows_to_columns(data, input_names)
+        request = predict_request_from_json(body, input_infos)
+        if (request.signature_name or SIGNATURE) == SIGNATURE:
+            outputs = model.predict(request.inputs)
+        else:
+            outputs = model.run(request.inputs, request.signature_name)
+        return tensors_to_json(outputs, request.format)
+    except ServingError as error:
+        raise UsageError(f"--input {path}: {error.message}") from None
 
 
 def _cmd_predict(args):
     from keras_mtl.saved_model import LoadedModel
+    from keras_mtl.serving.json_predict import ROW, tensors_to_json
 
     model = LoadedModel(args.model)
-    columns = _read_inputs(args.input, model.input_specs)
-    outputs = model.predict(columns)
-    rows = [
-        {name: outputs[name][index].tolist() for name in model.output_names}
-        for index in range(len(next(iter(outputs.values()))))
-    ]
-    print(json.dumps({"predictions": rows}))
+    path = Path(args.input)
+    if path.is_file() and path.suffix not in (".npy", ".csv"):
+        print(_predict_json(model, path).decode())
+        return
+    outputs = model.predict(_read_inputs(args.input, model.input_specs))
+    print(tensors_to_json(outputs, ROW).decode())
 
 
 def build_parser():
@@ -157,6 +193,9 @@ def build_parser():
     train.add_argument(
         "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity"
     )
+    from keras_mtl.multi_worker.command import add_launcher_arguments
+
+    add_launcher_arguments(train)
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser(
@@ -184,6 +223,13 @@ def build_parser():
         "--input", required=True, help="JSON rows ({'instances': [...]}), CSV or .npy"
     )
     predict.set_defaults(run=_cmd_predict)
+
+    serve = commands.add_parser(
+        "serve", help="serve SavedModels over TF Serving's REST and gRPC APIs"
+    )
+    from keras_mtl.serving import command as serve_command
+
+    serve_command.add_arguments(serve)
 
     config = commands.add_parser("config", help="print the resolved config as TOML")
     _add_config_arguments(config)

@@ -5,6 +5,7 @@ Keras model or keras-mtl's custom layers, only `tf.saved_model.load`.
 """
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,18 @@ import tensorflow as tf
 
 METADATA_FILE = "keras_mtl.json"
 SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+
+
+class _QuietSanitizing(logging.Filter):
+    """Drops TF's warning that `hours-per-week` becomes `hours_per_week` in
+    Python; the SignatureDef and the call keep the original name."""
+
+    def filter(self, record):
+        return "is not a valid tf.function parameter name" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_QuietSanitizing())
 
 
 def metadata_path(version_dir):
@@ -35,9 +48,38 @@ def list_versions(model_dir):
     if not model_dir.is_dir():
         return []
     return sorted(
-        int(path.name)
-        for path in model_dir.iterdir()
-        if path.is_dir() and path.name.isdigit()
+        int(path.name) for path in model_dir.iterdir() if _is_version_dir(path)
+    )
+
+
+def _is_version_dir(path):
+    return path.is_dir() and path.name.isascii() and path.name.isdigit()
+
+
+def version_dirs(model_dir):
+    """Integer version -> its directory, for the integer directories of `model_dir`."""
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        return {}
+    return {int(p.name): p for p in model_dir.iterdir() if _is_version_dir(p)}
+
+
+def read_signature_defs(version_dir, tag=SERVE_TAG):
+    """The SignatureDefs of the meta graph tagged `tag`, as TF Serving reads them.
+
+    Their keys are the SignatureDef's own, so input names keep their hyphens
+    (`hours-per-week`) where Python's function arguments do not.
+    """
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved_model = saved_model_pb2.SavedModel()
+    saved_model.ParseFromString((Path(version_dir) / "saved_model.pb").read_bytes())
+    for meta_graph in saved_model.meta_graphs:
+        if tag in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(
+        f"No meta graph tagged {tag!r} in {version_dir}; TF Serving and "
+        "keras-mtl serve load the 'serve' meta graph."
     )
 
 
@@ -52,12 +94,7 @@ def resolve_version_dir(path):
             f"No SavedModel at {path}: expected saved_model.pb there or integer "
             "version directories such as saved_models/shapes/1."
         )
-    latest = max(versions)
-    return next(
-        p
-        for p in path.iterdir()
-        if p.is_dir() and p.name.isdigit() and int(p.name) == latest
-    )
+    return version_dirs(path)[max(versions)]
 
 
 class LoadedModel:
@@ -71,6 +108,9 @@ class LoadedModel:
         metadata: What `export_saved_model` recorded (config, tasks, metrics).
         input_specs: Input name -> `tf.TensorSpec` of the signature.
         output_names: The signature's output names (the task names).
+        signature_defs: Every SignatureDef of the `serve` meta graph, by key.
+        signature_inputs: Signature key -> input name -> `tf.TensorSpec`, for
+            the signatures that can be called.
     """
 
     def __init__(self, path):
@@ -80,11 +120,17 @@ class LoadedModel:
         # Python sanitises argument names ("hours-per-week" -> "hours_per_week")
         # but the SignatureDef, which TF Serving reads, and the call keep the
         # original names, which the specs carry.
-        self.input_specs = {
-            spec.name or key: spec
-            for key, spec in self.signature.structured_input_signature[1].items()
+        self.signatures = dict(self._loaded.signatures)
+        self.signature_inputs = {
+            key: {
+                spec.name or name: spec
+                for name, spec in function.structured_input_signature[1].items()
+            }
+            for key, function in self.signatures.items()
         }
+        self.input_specs = self.signature_inputs[SIGNATURE]
         self.output_names = sorted(self.signature.structured_outputs)
+        self.signature_defs = read_signature_defs(self.path)
         self.metadata = read_metadata(self.path)
 
     def to_tensors(self, inputs):
@@ -118,6 +164,22 @@ class LoadedModel:
     def predict(self, inputs):
         """Runs the signature; returns output name -> numpy array."""
         outputs = self.signature(**self.to_tensors(inputs))
+        return {name: value.numpy() for name, value in outputs.items()}
+
+    def run(self, tensors, signature_name=SIGNATURE):
+        """Calls a signature with checked tensors, keyed by SignatureDef input name.
+
+        Unlike `predict`, nothing is checked here: the server has done it.
+        Arrays become tensors of the signature's dtypes with `tf.constant`,
+        which costs less than the signature's own conversion. Returns output
+        name -> numpy array.
+        """
+        specs = self.signature_inputs[signature_name]
+        tensors = {
+            name: tf.constant(value, dtype=specs[name].dtype)
+            for name, value in tensors.items()
+        }
+        outputs = self.signatures[signature_name](**tensors)
         return {name: value.numpy() for name, value in outputs.items()}
 
 

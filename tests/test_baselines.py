@@ -4,11 +4,12 @@ import json
 
 import keras
 import pytest
-from conftest import tiny_overrides
 
 import keras_mtl
 from keras_mtl import baselines as baselines_lib
 from keras_mtl import cli
+
+from conftest import tiny_overrides
 
 
 def test_the_single_task_model_is_the_trunk_with_one_head(tiny_config):

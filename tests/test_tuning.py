@@ -6,12 +6,13 @@ import sys
 
 import keras
 import pytest
-from conftest import tiny_overrides
 
 import keras_mtl
 from keras_mtl import cli
 from keras_mtl.tuning import TaskObjectives, apply_values, resolve_objective
 from keras_mtl.tuning.hypermodel import check_search_space
+
+from conftest import tiny_overrides
 
 
 class CountFits(keras.callbacks.Callback):

@@ -9,9 +9,9 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import tiny_overrides
-
 import keras_mtl
+
+from conftest import tiny_overrides
 
 KERAS_MTL = str(Path(sys.executable).parent / "keras-mtl")
 DEADLINE_S = 300

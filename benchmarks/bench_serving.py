@@ -1,0 +1,387 @@
+"""`keras-mtl serve` against calling the SavedModel in-process.
+
+    python benchmarks/run_all.py serving [--quick]
+
+Two models built with `keras_mtl.build_model` and exported: the `adult`
+preset's architecture on raw tabular rows (5 numeric and 7 string inputs,
+hyphenated names) and the `shapes` preset's on 32x32x3 images. Two servers
+run as `keras-mtl serve` processes, one without batching and one with
+(`max_batch_size` 128, `batch_timeout_micros` 0, one batch thread); clients
+run in this process, one kept-alive connection each.
+
+Measured side by side in one run, rounds interleaved:
+- latency p50 / p99 at batch 1 and 64: in-process `signature(**tensors)`,
+  REST (`:predict`, row format) and gRPC (`PredictionService.Predict`);
+- throughput of batch-1 requests with 1 and 16 concurrent clients:
+  in-process threads, REST and gRPC, each without and with batching.
+
+Targets on a 2-core machine: REST p50 at batch 1 within 0.4 ms of the
+in-process call; with 16 clients, batching at least 1.5x the unbatched
+throughput.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+import harness
+
+NUMERIC = ("age", "education-num", "capital-gain", "capital-loss", "hours-per-week")
+CATEGORICAL = {
+    "workclass": ("Private", "Self-emp-not-inc", "Local-gov", "State-gov"),
+    "education": ("HS-grad", "Some-college", "Bachelors", "Masters"),
+    "occupation": ("Prof-specialty", "Craft-repair", "Exec-managerial", "Sales"),
+    "race": ("White", "Black", "Asian-Pac-Islander", "Other"),
+    "sex": ("Male", "Female"),
+    "native-country": ("United-States", "Mexico", "Philippines", "Germany"),
+    "marital-status-of-parents": ("Married", "Never-married"),
+}
+
+
+def _export_models(base_dir):
+    import keras
+
+    import keras_mtl
+    from keras_mtl.data.features import (
+        CategoricalFeature,
+        ImageFeature,
+        NumericFeature,
+    )
+
+    keras.utils.set_random_seed(0)
+    tabular = [NumericFeature(name, 10.0, 100.0) for name in NUMERIC]
+    tabular += [CategoricalFeature(name, vocab) for name, vocab in CATEGORICAL.items()]
+    adult = keras_mtl.build_model(keras_mtl.load_config("adult"), tabular)
+    shapes = keras_mtl.build_model(
+        keras_mtl.load_config("shapes"), [ImageFeature("image", (32, 32, 3))]
+    )
+    return {
+        "adult": keras_mtl.export_saved_model(adult, base_dir, "adult"),
+        "shapes": keras_mtl.export_saved_model(shapes, base_dir, "shapes"),
+    }
+
+
+def _rows(model, batch, rng):
+    if model == "shapes":
+        images = rng.uniform(0, 255, (batch, 32, 32, 3)).round(2)
+        return [{"image": image.tolist()} for image in images]
+    rows = []
+    for _ in range(batch):
+        row = {name: float(rng.integers(0, 99)) for name in NUMERIC}
+        row.update({name: str(rng.choice(v)) for name, v in CATEGORICAL.items()})
+        rows.append(row)
+    return rows
+
+
+def _columns(rows, specs):
+    return {
+        name: np.array(
+            [row[name] for row in rows],
+            dtype=object if spec.dtype.name == "string" else spec.dtype.as_numpy_dtype,
+        )
+        for name, spec in specs.items()
+    }
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _start_server(base_dir, batching_file=None):
+    from keras_mtl.serving import Client
+
+    rest, grpc = _free_port(), _free_port()
+    config = Path(base_dir) / f"models-{rest}.config"
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{name}" base_path: "{Path(base_dir) / name}" }}\n'
+            for name in ("adult", "shapes")
+        )
+        + "}\n"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "keras_mtl.cli",
+        "serve",
+        f"--model_config_file={config}",
+        f"--rest_api_port={rest}",
+        f"--port={grpc}",
+        "--file_system_poll_wait_seconds=0",
+    ]
+    if batching_file:
+        command += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"},
+        text=True,
+    )
+    client = Client(f"127.0.0.1:{rest}", grpc=f"127.0.0.1:{grpc}")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"keras-mtl serve exited: {process.stderr.read()}")
+        try:
+            client.status("shapes")
+            client.close()
+            return process, rest, grpc
+        except OSError:
+            client.close()
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("keras-mtl serve did not start within 180 s")
+
+
+class _Contenders:
+    """One call per contender, for one model and batch size."""
+
+    def __init__(self, loaded, model, batch, rest_port, grpc_port, rng):
+        import tensorflow as tf
+        from tensorflow_serving.apis import predict_pb2
+
+        rows = _rows(model, batch, rng)
+        columns = _columns(rows, loaded.input_specs)
+        tensors = {
+            name: tf.constant(value, dtype=loaded.input_specs[name].dtype)
+            for name, value in columns.items()
+        }
+        signature = loaded.signature
+        body = json.dumps({"instances": rows}).encode()
+        self.path = f"/v1/models/{model}:predict"
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = model
+        for name, value in columns.items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        self.calls = {
+            "in-process": lambda: signature(**tensors),
+            "in-process from arrays": lambda: loaded.run(columns),
+            "REST": lambda client: self._rest(client, body),
+            "gRPC": lambda client: client._stubs()[0].Predict(request, timeout=60),
+        }
+        self.rest_port, self.grpc_port = rest_port, grpc_port
+
+    def _rest(self, client, body):
+        status, payload = client.request("POST", self.path, body)
+        if status != 200:
+            raise RuntimeError(payload[:500])
+
+    def client(self, rest_port=None, grpc_port=None):
+        from keras_mtl.serving import Client
+
+        return Client(
+            f"127.0.0.1:{rest_port or self.rest_port}",
+            grpc=f"127.0.0.1:{grpc_port or self.grpc_port}",
+            timeout=60,
+        )
+
+    def call(self, name, client):
+        function = self.calls[name]
+        return function() if name.startswith("in-process") else function(client)
+
+
+def _latency(contenders, rounds, calls):
+    """Per contender, all call times (s), rounds interleaved."""
+    client = contenders.client()
+    samples = {name: [] for name in contenders.calls}
+    for name in contenders.calls:  # warm-up, connection set-up
+        for _ in range(5):
+            contenders.call(name, client)
+    for _ in range(rounds):
+        for name in contenders.calls:
+            for _ in range(calls):
+                start = time.perf_counter()
+                contenders.call(name, client)
+                samples[name].append(time.perf_counter() - start)
+    client.close()
+    return samples
+
+
+def _throughput(contenders, name, clients, seconds, ports):
+    """Requests per second with `clients` threads for `seconds`."""
+    counts, errors = [0] * clients, []
+    start_line, stop = threading.Barrier(clients + 1), threading.Event()
+
+    def work(index):
+        client = contenders.client(*ports)
+        try:
+            contenders.call(name, client)
+            start_line.wait()
+            while not stop.is_set():
+                contenders.call(name, client)
+                counts[index] += 1
+        except Exception as error:  # reported, not hidden
+            errors.append(error)
+        finally:
+            client.close()
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    for thread in threads:
+        thread.start()
+    start_line.wait()
+    start = time.perf_counter()
+    time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise RuntimeError(f"{name}: {errors[0]!r}")
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def _percentile(values, q):
+    return float(np.percentile(np.array(values) * 1e3, q))
+
+
+def run(quick=False):
+    from keras_mtl.saved_model import LoadedModel
+
+    rounds, calls = (3, 30) if quick else (7, 100)
+    seconds, throughput_rounds = (1.0, 1) if quick else (3.0, 3)
+    rng = np.random.default_rng(0)
+    temporary = tempfile.TemporaryDirectory(prefix="bench-serving-")
+    base = Path(temporary.name)
+    paths = _export_models(base)
+    loaded = {name: LoadedModel(path) for name, path in paths.items()}
+    batching = base / "batching.config"
+    batching.write_text(
+        "max_batch_size { value: 128 }\nbatch_timeout_micros { value: 0 }\n"
+        "max_enqueued_batches { value: 1000 }\nnum_batch_threads { value: 1 }\n"
+    )
+    plain, plain_rest, plain_grpc = _start_server(base)
+    batched, batched_rest, batched_grpc = _start_server(base, batching)
+    latency_rows, throughput_rows, record = [], [], {"latency": {}, "throughput": {}}
+    try:
+        for model in ("adult", "shapes"):
+            for batch in (1, 64):
+                contenders = _Contenders(
+                    loaded[model], model, batch, plain_rest, plain_grpc, rng
+                )
+                samples = _latency(contenders, rounds, calls)
+                p50 = {k: _percentile(v, 50) for k, v in samples.items()}
+                p99 = {k: _percentile(v, 99) for k, v in samples.items()}
+                record["latency"][f"{model}/{batch}"] = {"p50_ms": p50, "p99_ms": p99}
+                arrays = "in-process from arrays"
+                latency_rows.append(
+                    [
+                        model,
+                        batch,
+                        f"{p50['in-process']:.3f} / {p99['in-process']:.3f}",
+                        f"{p50[arrays]:.3f} / {p99[arrays]:.3f}",
+                        f"{p50['REST']:.3f} / {p99['REST']:.3f}",
+                        f"+{p50['REST'] - p50['in-process']:.3f} "
+                        f"({p50['REST'] / p50['in-process']:.2f}x)",
+                        f"{p50['gRPC']:.3f} / {p99['gRPC']:.3f}",
+                        f"+{p50['gRPC'] - p50['in-process']:.3f} "
+                        f"({p50['gRPC'] / p50['in-process']:.2f}x)",
+                    ]
+                )
+            contenders = _Contenders(
+                loaded[model], model, 1, plain_rest, plain_grpc, rng
+            )
+            for clients in (1, 16):
+                cases = {
+                    "in-process": ("in-process", None),
+                    "REST": ("REST", (plain_rest, plain_grpc)),
+                    "REST batched": ("REST", (batched_rest, batched_grpc)),
+                    "gRPC": ("gRPC", (plain_rest, plain_grpc)),
+                    "gRPC batched": ("gRPC", (batched_rest, batched_grpc)),
+                }
+                rates = {name: [] for name in cases}
+                for _ in range(throughput_rounds):
+                    for name, (call, ports) in cases.items():
+                        rates[name].append(
+                            _throughput(contenders, call, clients, seconds, ports or ())
+                        )
+                rate = {name: statistics.median(v) for name, v in rates.items()}
+                record["throughput"][f"{model}/{clients}"] = rate
+                throughput_rows.append(
+                    [
+                        model,
+                        clients,
+                        f"{rate['in-process']:.0f}",
+                        f"{rate['REST']:.0f}",
+                        f"{rate['REST batched']:.0f} "
+                        f"({rate['REST batched'] / rate['REST']:.2f}x)",
+                        f"{rate['gRPC']:.0f}",
+                        f"{rate['gRPC batched']:.0f} "
+                        f"({rate['gRPC batched'] / rate['gRPC']:.2f}x)",
+                    ]
+                )
+    finally:
+        for process in (plain, batched):
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        temporary.cleanup()
+
+    adult_latency = record["latency"]["adult/1"]["p50_ms"]
+    rest_gap = adult_latency["REST"] - adult_latency["in-process"]
+    sixteen = record["throughput"]["adult/16"]
+    batching_gain = sixteen["REST batched"] / sixteen["REST"]
+    load = os.getloadavg()
+    markdown = "\n\n".join(
+        [
+            f"Latency in ms, p50 / p99 ({rounds} interleaved rounds of {calls} calls "
+            "per contender; REST and gRPC to an unbatched `keras-mtl serve` "
+            "process). in-process: `signature(**tensors)` with the tensors made "
+            "beforehand; from arrays: the server's own model call, numpy arrays "
+            "turned into tensors (`LoadedModel.run`):",
+            harness.markdown_table(
+                [
+                    "model",
+                    "batch",
+                    "in-process",
+                    "in-process from arrays",
+                    "REST",
+                    "REST - in-process p50",
+                    "gRPC",
+                    "gRPC - in-process p50",
+                ],
+                latency_rows,
+            ),
+            f"Throughput in batch-1 requests/s ({seconds:.0f} s per case, median "
+            f"of {throughput_rounds}); batched: max_batch_size 128, "
+            "batch_timeout_micros 0, 1 batch thread:",
+            harness.markdown_table(
+                [
+                    "model",
+                    "clients",
+                    "in-process",
+                    "REST",
+                    "REST batched",
+                    "gRPC",
+                    "gRPC batched",
+                ],
+                throughput_rows,
+            ),
+            f"Targets: REST p50 at batch 1 (adult) is {rest_gap:+.3f} ms from the "
+            f"in-process call (target: within 0.4 ms); with 16 clients REST batching "
+            f"gives {batching_gain:.2f}x the unbatched throughput (target: >= 1.5x). "
+            f"Load average at the end: {load[0]:.2f}, {load[1]:.2f}, {load[2]:.2f}"
+            + (" (quick run)" if quick else ""),
+        ]
+    )
+    return {
+        "title": "Serving: keras-mtl serve (REST, gRPC, batching) vs in-process",
+        "markdown": markdown,
+        "rest_minus_in_process_p50_ms": rest_gap,
+        "batching_gain_16_clients": batching_gain,
+        "load_average": load,
+        **record,
+    }

@@ -1,0 +1,149 @@
+"""`keras-mtl serve`: `tensorflow_model_server`'s flags, for what it implements.
+
+    keras-mtl serve --model_name=shapes --model_base_path=saved_models/shapes
+    keras-mtl serve --model_config_file=models.config --enable_batching \\
+        --batching_parameters_file=batching.config
+
+Flags are spelled as TF Serving spells them and take its `--flag=value` and
+`--flag=true|false` forms, so a command line written for one runs the other.
+The server binds 127.0.0.1 unless `--rest_api_host` says otherwise, logs one
+line per load and unload, and stops cleanly on SIGINT and SIGTERM.
+"""
+
+import argparse
+import logging
+import signal
+import threading
+from pathlib import Path
+
+logger = logging.getLogger("keras_mtl.serving")
+
+
+def _bool(text):
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, received {text!r}")
+
+
+def add_arguments(parser):
+    """Adds the serve flags to an argparse parser."""
+    flag = parser.add_argument
+    flag("--model_name", default="default", help="name of the model (default)")
+    flag("--model_base_path", help="directory of integer version directories")
+    flag(
+        "--model_config_file",
+        help="TF Serving model_config_list text proto: several models, version "
+        "policies, labels (--model_name and --model_base_path are then ignored)",
+    )
+    flag("--port", type=int, default=8500, help="gRPC port; 0 disables gRPC")
+    flag("--rest_api_port", type=int, default=8501, help="REST port; 0 disables REST")
+    flag(
+        "--rest_api_host",
+        default="127.0.0.1",
+        help="address both ports bind (0.0.0.0 for every interface)",
+    )
+    flag(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="seconds between looks for new versions; 0 looks once",
+    )
+    flag("--enable_batching", type=_bool, nargs="?", const=True, default=False)
+    flag("--batching_parameters_file", help="TF Serving BatchingParameters text proto")
+    flag(
+        "--monitoring_config_file",
+        help="TF Serving MonitoringConfig text proto (prometheus_config)",
+    )
+    flag(
+        "--rest_api_num_threads",
+        type=int,
+        default=64,
+        help="REST connections served at the same time",
+    )
+    flag(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=30000,
+        help="how long a request may wait for its batch",
+    )
+    flag(
+        "--rest_api_max_request_bytes",
+        type=int,
+        default=64 << 20,
+        help="largest REST request body; larger ones get 413",
+    )
+    flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
+    flag("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
+    flag("--max_num_load_retries", type=int, default=5)
+    parser.set_defaults(run=run)
+
+
+def server_from_args(args):
+    """The `ModelServer` a parsed serve command line describes."""
+    from keras_mtl.serving import model_config
+    from keras_mtl.serving.batching import BatchingParameters
+    from keras_mtl.serving.registry import ModelConfig
+    from keras_mtl.serving.server import ModelServer
+
+    if args.model_config_file:
+        configs = model_config.read_model_config_file(args.model_config_file)
+    elif args.model_base_path:
+        if not Path(args.model_base_path).is_dir():
+            raise ValueError(
+                "--model_base_path must be a directory of integer version "
+                f"directories. Received: --model_base_path={args.model_base_path!r}"
+            )
+        configs = [ModelConfig(args.model_name, args.model_base_path)]
+    else:
+        raise ValueError(
+            "Pass --model_base_path (with --model_name) or --model_config_file."
+        )
+    batching = None
+    if args.enable_batching:
+        batching = (
+            model_config.read_batching_parameters_file(args.batching_parameters_file)
+            if args.batching_parameters_file
+            else BatchingParameters()
+        )
+    monitoring = None
+    if args.monitoring_config_file:
+        monitoring = model_config.read_monitoring_config_file(
+            args.monitoring_config_file
+        )
+    return ModelServer(
+        configs,
+        rest_api_port=args.rest_api_port,
+        grpc_port=args.port,
+        host=args.rest_api_host,
+        batching=batching,
+        monitoring=monitoring,
+        poll_wait_seconds=args.file_system_poll_wait_seconds,
+        rest_api_num_threads=args.rest_api_num_threads,
+        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+        max_request_bytes=args.rest_api_max_request_bytes,
+        grpc_max_threads=args.grpc_max_threads,
+        enable_model_warmup=args.enable_model_warmup,
+        max_num_load_retries=args.max_num_load_retries,
+    )
+
+
+def run(args):
+    """Serves until SIGINT or SIGTERM, then stops the server and returns."""
+    server = server_from_args(args)
+    stop = threading.Event()
+    previous = {
+        number: signal.signal(number, lambda *_: stop.set())
+        for number in (signal.SIGINT, signal.SIGTERM)
+    }
+    try:
+        server.start()
+        while not stop.wait(0.5):
+            pass
+        logger.info("Stopping the model server")
+    finally:
+        server.stop()
+        for number, handler in previous.items():
+            signal.signal(number, handler)

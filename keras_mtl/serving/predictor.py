@@ -1,0 +1,264 @@
+"""`Predictor`: what REST and gRPC share between a decoded request and the model.
+
+TF Serving's `TensorflowPredictor` and classify / regress services: resolve
+the model spec, check the signature, the input names, dtypes and shapes and
+the output filter, then run the signature, directly or through the batch
+scheduler. Both fronts call it, so their answers and their errors are equal.
+"""
+
+import time
+
+import numpy as np
+import tensorflow as tf
+
+from keras_mtl.saved_model import SIGNATURE
+from keras_mtl.serving.batching import BatchScheduler
+from keras_mtl.serving.json_tensor import type_name
+from keras_mtl.serving.status import Code, ServingError, invalid_argument
+
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+
+
+def _shape_text(shape):
+    dims = shape.as_list() if isinstance(shape, tf.TensorShape) else list(shape)
+    return "[" + ",".join("-1" if d is None else str(d) for d in dims) + "]"
+
+
+def _dtype_of(array):
+    if array.dtype.kind in "OSU":
+        return tf.string
+    try:
+        return tf.as_dtype(array.dtype)
+    except TypeError:
+        return None
+
+
+def _model_error(error):
+    """A failure inside the model call, as a status."""
+    if isinstance(error, ServingError):
+        return error
+    if isinstance(error, tf.errors.OpError):
+        return ServingError(Code(error.error_code), error.message)
+    if isinstance(error, (ValueError, TypeError)):
+        return invalid_argument(str(error))
+    return ServingError(Code.INTERNAL, f"{type(error).__name__}: {error}")
+
+
+class Predictor:
+    """Runs checked requests against the registry's servables.
+
+    Args:
+        registry: The `ModelRegistry`.
+        batching: `BatchingParameters` to batch model calls with, or None.
+        metrics: A `Metrics`, or None.
+
+    Example:
+
+    ```python
+    predictor = Predictor(registry)
+    servable = predictor.servable(ModelSpec("shapes"))
+    outputs = predictor.predict(servable, "", {"image": images})
+    ```
+    """
+
+    def __init__(self, registry, batching=None, metrics=None):
+        self.registry = registry
+        self.metrics = metrics
+        self.scheduler = BatchScheduler(batching, metrics) if batching else None
+        self._check_cache = {}
+
+    def stop(self):
+        if self.scheduler is not None:
+            self.scheduler.stop()
+
+    def servable(self, spec):
+        return self.registry.resolve(spec)
+
+    def input_infos(self, servable, signature_name):
+        """The inputs of a signature, for the JSON codec (GetInfoMap)."""
+        key = signature_name or SIGNATURE
+        if key not in servable.model.signature_defs:
+            raise invalid_argument(
+                f'Serving signature name: "{key}" not found in signature def'
+            )
+        return servable.model.signature_inputs.get(key, {})
+
+    def _signature(self, servable, signature_name):
+        key = signature_name or SIGNATURE
+        signature_def = servable.model.signature_defs.get(key)
+        if signature_def is None:
+            raise ServingError(
+                Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
+            )
+        if signature_def.method_name not in (
+            PREDICT_METHOD,
+            CLASSIFY_METHOD,
+            REGRESS_METHOD,
+        ):
+            raise invalid_argument(
+                "Expected prediction signature method_name to be one of "
+                f"{{{PREDICT_METHOD}, {CLASSIFY_METHOD}, {REGRESS_METHOD}}}. Was: "
+                f"{signature_def.method_name}"
+            )
+        if key not in servable.model.signatures:
+            raise ServingError(
+                Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
+            )
+        return key, signature_def
+
+    @staticmethod
+    def _check_names(signature_def, inputs, output_filter):
+        expected, sent = set(signature_def.inputs), set(inputs)
+        if expected != sent:
+            raise invalid_argument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{','.join(sorted(sent))}}}) != "
+                f"len({{{','.join(sorted(expected))}}}). Sent extra: "
+                f"{{{','.join(sorted(sent - expected))}}}. Missing but required: "
+                f"{{{','.join(sorted(expected - sent))}}}."
+            )
+        outputs, seen = set(signature_def.outputs), set()
+        for alias in output_filter:
+            if alias not in outputs:
+                raise invalid_argument(
+                    f"output tensor alias not found in signature: {alias} Outputs "
+                    f"expected to be in the set {{{','.join(sorted(outputs))}}}."
+                )
+            if alias in seen:
+                raise invalid_argument(f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+
+    def _checks(self, servable, key):
+        """Per input: (index, name, spec, numpy dtype or None, dims or None);
+        plain tuples, because TensorShape comparisons cost ~10 us each."""
+        cache_key = (servable.name, servable.version, key)
+        checks = self._check_cache.get(cache_key)
+        if checks is None:
+            specs = servable.model.signature_inputs[key]
+            checks = []
+            for index, name in enumerate(sorted(specs)):
+                spec = specs[name]
+                numpy_dtype = (
+                    None
+                    if spec.dtype == tf.string
+                    else np.dtype(spec.dtype.as_numpy_dtype)
+                )
+                dims = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+                checks.append((index, name, spec, numpy_dtype, dims))
+            if len(self._check_cache) > 256:
+                self._check_cache.clear()
+            self._check_cache[cache_key] = checks
+        return checks
+
+    def _check_tensors(self, servable, key, inputs):
+        tensors = {}
+        for index, name, spec, numpy_dtype, dims in self._checks(servable, key):
+            array = np.asarray(inputs[name])
+            if numpy_dtype is None:
+                matches = array.dtype.kind in "OSU"
+            else:
+                matches = array.dtype == numpy_dtype
+            if not matches:
+                dtype = _dtype_of(array)
+                received = type_name(dtype) if dtype is not None else array.dtype.name
+                raise invalid_argument(
+                    f"Expects arg[{index}] to be {type_name(spec.dtype)} but "
+                    f"{received} is provided"
+                )
+            if dims is not None and (
+                len(dims) != array.ndim
+                or any(
+                    d is not None and d != n
+                    for d, n in zip(dims, array.shape, strict=True)
+                )
+            ):
+                raise invalid_argument(
+                    f"Input '{name}' of signature '{key}' expects shape "
+                    f"{_shape_text(spec.shape)} (-1: any size) but received "
+                    f"{_shape_text(array.shape)}."
+                )
+            tensors[name] = array
+        return tensors
+
+    def predict(
+        self, servable, signature_name, inputs, output_filter=(), deadline=None
+    ):
+        """Checks and runs one Predict request.
+
+        Args:
+            servable: From `servable(spec)`.
+            signature_name: The signature key; "" is `serving_default`.
+            inputs: Input name -> numpy array.
+            output_filter: Output names to return; all when empty.
+            deadline: A `time.monotonic()` time for batched calls, or None.
+
+        Returns:
+            Output name -> numpy array.
+        """
+        key, signature_def = self._signature(servable, signature_name)
+        self._check_names(signature_def, inputs, output_filter)
+        tensors = self._check_tensors(servable, key, inputs)
+        start = time.perf_counter()
+        if self.scheduler is None:
+            try:
+                outputs = servable.model.run(tensors, key)
+            except Exception as error:  # reported to the client as a status
+                raise _model_error(error) from None
+        else:
+            outputs = self._run_batched(servable, key, tensors, deadline)
+        if self.metrics:
+            self.metrics.observe_runtime(
+                servable.name, "Predict", (time.perf_counter() - start) * 1e6
+            )
+        if output_filter:
+            outputs = {name: outputs[name] for name in output_filter}
+        return outputs
+
+    def _run_batched(self, servable, key, tensors, deadline):
+        sizes = set()
+        for array in tensors.values():
+            if array.ndim == 0:
+                raise invalid_argument(
+                    "Batching Run() input tensors must have at least one dimension"
+                )
+            sizes.add(array.shape[0])
+        if len(sizes) != 1:
+            raise invalid_argument(
+                "Batching Run() input tensors must have equal 0th-dimension size"
+            )
+        batch_key = (
+            servable.name,
+            servable.version,
+            key,
+            tuple((name, a.shape[1:], a.dtype.str) for name, a in tensors.items()),
+        )
+        model = servable.model
+
+        def run(merged):
+            try:
+                return model.run(merged, key)
+            except Exception as error:  # reported to every caller of the batch
+                raise _model_error(error) from None
+
+        return self.scheduler.run(batch_key, run, tensors, sizes.pop(), deadline)
+
+    def check_classify_regress(self, servable, signature_name, method):
+        """TF Serving's signature check for `:classify` / `:regress`."""
+        key = signature_name or SIGNATURE
+        signature_def = servable.model.signature_defs.get(key)
+        if signature_def is None:
+            raise invalid_argument(f"No signature was found with the name: {key}")
+        expected = CLASSIFY_METHOD if method == "classify" else REGRESS_METHOD
+        kind = "classification" if method == "classify" else "regression"
+        if signature_def.method_name != expected:
+            raise invalid_argument(
+                f"Expected {kind} signature method_name to be {expected}. Was: "
+                f"{signature_def.method_name}"
+            )
+        raise ServingError(
+            Code.UNIMPLEMENTED,
+            f"keras-mtl serve answers Predict only; signature {key!r} is a "
+            f"{kind} signature.",
+        )
