@@ -22,11 +22,17 @@ from keras_mtl.config import (
     ModelConfig,
     TaskConfig,
     TrainConfig,
+    WeightingConfig,
     config_from_dict,
     list_presets,
     load_config,
 )
 from keras_mtl.data import Datasets, load_datasets
+from keras_mtl.diagnostics import (
+    GradientDiagnostics,
+    GradientReport,
+    diagnose_gradients,
+)
 from keras_mtl.distribute import (
     configure_cpu_replicas,
     describe_strategy,
@@ -44,6 +50,7 @@ from keras_mtl.models import (
 )
 from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
 from keras_mtl.training import TrainingDivergedError, TrainResult, train
+from keras_mtl.weighting import make_weighting
 
 __version__ = "0.1.0"
 
@@ -53,6 +60,8 @@ __all__ = [
     "DataConfig",
     "Datasets",
     "ExportConfig",
+    "GradientDiagnostics",
+    "GradientReport",
     "LoadedModel",
     "MLPTrunk",
     "ModelConfig",
@@ -62,11 +71,13 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "TrainingDivergedError",
+    "WeightingConfig",
     "build_model",
     "compile_model",
     "config_from_dict",
     "configure_cpu_replicas",
     "describe_strategy",
+    "diagnose_gradients",
     "evaluate",
     "evaluate_saved_model",
     "export_run",
@@ -76,6 +87,7 @@ __all__ = [
     "load_config",
     "load_datasets",
     "make_strategy",
+    "make_weighting",
     "read_metadata",
     "train",
 ]
