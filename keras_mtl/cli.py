@@ -182,7 +182,7 @@ def _cmd_diagnose(args):
         )
     else:
         report = _measure_gradients(model_path, config)
-        title = f"Gradient flow of {model_path} on one validation batch"
+        title = f"Gradient flow of {config.name!r} ({model_path.name}), one validation batch"
     written = (
         plots.plot_gradient_flow(report, output / "gradient_flow", title) + written
     )

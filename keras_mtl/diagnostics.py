@@ -49,8 +49,10 @@ class GradientReport:
     cosine: dict
 
     def to_logs(self):
-        """Flat log entries: `grad_norm_<block>_<task>`, `grad_cosine_<block>`."""
-        logs = {
+        """Flat log entries: `grad_norm_<block>_<task>`, `grad_cosine_<block>`
+        and `grad_loss_<task>` (the loss on the measured batch)."""
+        logs = {f"grad_loss_{task}": value for task, value in self.losses.items()}
+        logs |= {
             f"grad_norm_{block}_{task}": value
             for block, by_task in self.norms.items()
             for task, value in by_task.items()
@@ -73,7 +75,7 @@ class GradientReport:
             for block in ("input", *BLOCKS)
         }
         cosine = {block: float(logs[f"grad_cosine_{block}"]) for block in COSINES}
-        losses = {task: float(logs.get(f"{task}_loss", math.nan)) for task in tasks}
+        losses = {task: float(logs[f"grad_loss_{task}"]) for task in tasks}
         return cls(list(tasks), losses, norms, cosine)
 
 
@@ -85,6 +87,45 @@ def _cosine(first, second):
     dot = sum(float(tf.reduce_sum(a * b)) for a, b in zip(first, second, strict=True))
     scale = _norm(first) * _norm(second)
     return dot / scale if scale > 0 else math.nan
+
+
+def _measure(model, inputs, labels):
+    """Each task's unweighted loss and its gradients, grouped by block."""
+    float_inputs = [t for t in inputs.values() if t.dtype.is_floating]
+    blocks = {
+        name: [v.value for v in model.get_layer(name).trainable_variables]
+        for name in BLOCKS
+    }
+    compile_loss = model._compile_loss
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(float_inputs)
+        outputs = model(inputs, training=False)
+        if not compile_loss.built:
+            compile_loss.build(labels, outputs)
+        losses = {
+            path[-1]: unscale_for_replicas(
+                loss_fn(labels[path[-1]], outputs[path[-1]], None)
+            )
+            for path, loss_fn, _, _ in compile_loss._flat_losses
+        }
+    sources = [*float_inputs, *[v for name in BLOCKS for v in blocks[name]]]
+    gradients = {}
+    for task in losses:
+        flat = tape.gradient(losses[task], sources)
+        # Unconnected (Loss 1 on Head 2): the gradient is zero, and measured so.
+        flat = [
+            tf.zeros(source.shape, source.dtype)
+            if gradient is None
+            else tf.convert_to_tensor(gradient)
+            for gradient, source in zip(flat, sources, strict=True)
+        ]
+        gradients[task] = {"input": flat[: len(float_inputs)]}
+        offset = len(float_inputs)
+        for name in BLOCKS:
+            gradients[task][name] = flat[offset : offset + len(blocks[name])]
+            offset += len(blocks[name])
+    del tape
+    return losses, gradients
 
 
 def diagnose_gradients(model, batch):
@@ -116,37 +157,16 @@ def diagnose_gradients(model, batch):
     inputs, labels = batch[0], batch[1]
     tasks = list(model.output)
     inputs = {name: tf.convert_to_tensor(value) for name, value in inputs.items()}
-    float_inputs = [t for t in inputs.values() if t.dtype.is_floating]
-    # The tf.Variables: TensorFlow makes the zeros of unconnected ones itself.
-    blocks = {
-        name: [v.value for v in model.get_layer(name).trainable_variables]
-        for name in BLOCKS
-    }
-    compile_loss = model._compile_loss
-    with tf.GradientTape(persistent=True) as tape:
-        tape.watch(float_inputs)
-        outputs = model(inputs, training=False)
-        if not compile_loss.built:
-            compile_loss.build(labels, outputs)
-        losses = {
-            path[-1]: unscale_for_replicas(
-                loss_fn(labels[path[-1]], outputs[path[-1]], None)
-            )
-            for path, loss_fn, _, _ in compile_loss._flat_losses
-        }
-    sources = [*float_inputs, *[v for name in BLOCKS for v in blocks[name]]]
-    gradients = {}
-    for task in tasks:
-        flat = tape.gradient(
-            losses[task], sources, unconnected_gradients=tf.UnconnectedGradients.ZERO
+    if tf.distribute.in_cross_replica_context():
+        # Inside a strategy's scope a distributed variable's gradient exists
+        # only in a replica context: measure there (every replica alike).
+        strategy = tf.distribute.get_strategy()
+        result = strategy.run(_measure, args=(model, inputs, labels))
+        losses, gradients = tf.nest.map_structure(
+            lambda value: strategy.experimental_local_results(value)[0], result
         )
-        flat = [tf.convert_to_tensor(g) for g in flat]
-        gradients[task] = {"input": flat[: len(float_inputs)]}
-        offset = len(float_inputs)
-        for name in BLOCKS:
-            gradients[task][name] = flat[offset : offset + len(blocks[name])]
-            offset += len(blocks[name])
-    del tape
+    else:
+        losses, gradients = _measure(model, inputs, labels)
     norms = {
         block: {task: _norm(gradients[task][block]) for task in tasks}
         for block in ("input", *BLOCKS)
