@@ -6,12 +6,15 @@ One model per method, all the shapes preset's CNN (Input 32x32x3, Trunk of
 three conv stages, two heads) built from the same seed, trained on the same
 synthetic batch of 128 images repeated (so the input pipeline costs nothing).
 Each timing is one `model.fit` of `steps` steps; the methods are timed in turn
-(static, uncertainty, ..., static, uncertainty, ...) and the medians compared,
-so that a noisy neighbour slows them all alike.
+(interleaved, so that a noisy neighbour slows them all alike), the order
+rotating from one round to the next so that no method always goes first, and
+the medians compared.
 
 Targets: `uncertainty`, `dwa`, `rlw`, `famo` within 5% of `static`;
 `gradnorm` and `pcgrad` (per-task backward passes) at most 2.2x.
 """
+
+import statistics
 
 import harness
 
@@ -51,17 +54,32 @@ def _models_and_data():
     return models, data
 
 
+def rotated_times(functions, rounds):
+    """Median times over `rounds` interleaved rounds, each in a rotated order."""
+    names = list(functions)
+    for function in functions.values():
+        function()  # warm up: trace and build
+    samples = {name: [] for name in names}
+    for index in range(rounds):
+        shift = index % len(names)
+        order = names[shift:] + names[:shift]
+        once = harness.interleaved_times(
+            {name: functions[name] for name in order}, repeats=1, warmup=0
+        )
+        for name, seconds in once.items():
+            samples[name].append(seconds)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
 def run(quick=False):
-    steps, repeats = (10, 3) if quick else (50, 7)
+    steps, repeats = (10, len(METHODS)) if quick else (40, 2 * len(METHODS))
     models, data = _models_and_data()
 
     def timed(model):
         return lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
 
-    times = harness.interleaved_times(
-        {method: timed(model) for method, model in models.items()},
-        repeats=repeats,
-        warmup=1,
+    times = rotated_times(
+        {method: timed(model) for method, model in models.items()}, repeats
     )
     step_ms = {method: 1000 * seconds / steps for method, seconds in times.items()}
     ratios = {method: step_ms[method] / step_ms["static"] for method in METHODS}
@@ -81,7 +99,8 @@ def run(quick=False):
             ]
         )
     markdown = (
-        f"Median over {repeats} interleaved repeats of {steps} training steps, "
+        f"Median over {repeats} interleaved rounds (rotating order) of {steps} "
+        "training steps, "
         f"batch {BATCH}, the shapes CNN{' (--quick)' if quick else ''}.\n\n"
         + harness.markdown_table(
             ["method", "ms / step", "x static", "target", "met"], rows
