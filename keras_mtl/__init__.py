@@ -48,6 +48,7 @@ from keras_mtl.models import (
     build_model,
     compile_model,
 )
+from keras_mtl.multi_worker import MultiWorkerBackupAndRestore
 from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
 from keras_mtl.training import TrainingDivergedError, TrainResult, train
 from keras_mtl.weighting import make_weighting
@@ -66,6 +67,7 @@ __all__ = [
     "MLPTrunk",
     "ModelConfig",
     "MultiTaskModel",
+    "MultiWorkerBackupAndRestore",
     "TaskConfig",
     "TaskHead",
     "TrainConfig",

@@ -1,6 +1,7 @@
 """`keras-mtl`: train, evaluate, predict and inspect configs from the shell.
 
     keras-mtl train [--preset NAME | --config FILE] [--set KEY=VALUE ...] [--replicas N]
+                    [--workers N [--max-restarts K]]
     keras-mtl evaluate --model DIR [--split test|validation]
     keras-mtl predict --model DIR --input FILE
     keras-mtl config [--preset NAME | --config FILE] [--set KEY=VALUE ...]
@@ -60,25 +61,34 @@ def _cmd_config(args):
 
 
 def _cmd_train(args):
+    if args.workers is not None or args.max_restarts:
+        from keras_mtl.multi_worker.command import launch_workers
+
+        return launch_workers(args, _load_config(args))
     config = _load_config(args)
     import keras_mtl
+    from keras_mtl import multi_worker
+    from keras_mtl.multi_worker import report
 
+    report.attach_to_launcher()
     strategy = keras_mtl.make_strategy(config.train)
+    report.report(stage="ready")
     datasets = keras_mtl.load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    print(
-        f"Training {config.name!r} ({keras_mtl.describe_strategy(strategy)}); "
-        f"examples: {datasets.sizes}",
-        file=sys.stderr,
-    )
-    model, _, run_dir = keras_mtl.train(
+    model, history, run_dir = keras_mtl.train(
         config, datasets=datasets, strategy=strategy, verbose=args.verbose
     )
+    if not multi_worker.is_chief(strategy):  # The chief evaluates and exports.
+        report.report_finished(model, history)
+        return
     metrics = keras_mtl.evaluate(model, datasets.test, config)
     print("Test metrics: " + json.dumps(metrics), file=sys.stderr)
     print(f"Run directory: {run_dir}", file=sys.stderr)
     if args.no_export:
+        report.report_finished(model, history)
         return
-    print(keras_mtl.export_run(model, config, datasets, metrics))
+    path = keras_mtl.export_run(model, config, datasets, metrics)
+    report.report_finished(model, history, export=path)
+    print(path)
 
 
 def _cmd_evaluate(args):
@@ -182,7 +192,10 @@ def _cmd_diagnose(args):
         )
     else:
         report = _measure_gradients(model_path, config)
-        title = f"Gradient flow of {config.name!r} ({model_path.name}), one validation batch"
+        title = (
+            f"Gradient flow of {config.name!r} ({model_path.name}), "
+            "one validation batch"
+        )
     written = (
         plots.plot_gradient_flow(report, output / "gradient_flow", title) + written
     )
@@ -221,6 +234,9 @@ def build_parser():
     train.add_argument(
         "--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity"
     )
+    from keras_mtl.multi_worker.command import add_launcher_arguments
+
+    add_launcher_arguments(train)
     train.set_defaults(run=_cmd_train)
 
     evaluate = commands.add_parser(

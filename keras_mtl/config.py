@@ -29,7 +29,7 @@ DATA_SOURCES = ("shapes", "tfds", "csv")
 TASK_KINDS = ("multiclass", "binary", "regression")
 TRUNKS = ("mlp", "cnn")
 HEAD2_INPUTS = ("features", "features+prediction")
-STRATEGIES = ("auto", "default", "mirrored")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 WEIGHTING_METHODS = (
     "static",

@@ -5,6 +5,7 @@
 | `auto` (default) | `MirroredStrategy` over all GPUs (or the first `train.replicas`) | default strategy; `MirroredStrategy` over `train.replicas` logical CPUs when > 1 |
 | `mirrored` | as `auto` | `MirroredStrategy` over `max(train.replicas, 1)` logical CPUs |
 | `default` | default strategy (one device) | default strategy |
+| `multi_worker` | `MultiWorkerMirroredStrategy` from `TF_CONFIG` over each worker's GPUs | the same, one CPU replica per worker |
 
 Logical CPUs let the N-replica path run for real on a CPU-only machine. They
 must be configured before TensorFlow starts its runtime: `make_strategy` does
@@ -56,10 +57,15 @@ def make_strategy(train):
 
     Raises:
         ValueError: The request cannot run here (more GPU replicas than GPUs,
-            or an option that fails on logical CPUs in TensorFlow 2.21).
+            an option that fails on logical CPUs in TensorFlow 2.21, or a
+            missing or wrong `TF_CONFIG` for `multi_worker`).
     """
     if train.strategy == "default":
         return tf.distribute.get_strategy()
+    if train.strategy == "multi_worker":
+        from keras_mtl.multi_worker.cluster import make_multi_worker_strategy
+
+        return make_multi_worker_strategy(train)
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         if train.replicas > len(gpus):
@@ -97,4 +103,7 @@ def make_strategy(train):
 
 def describe_strategy(strategy):
     """A one-line description such as `MirroredStrategy over 2 replicas`."""
-    return f"{type(strategy).__name__} over {strategy.num_replicas_in_sync} replica(s)"
+    name = type(strategy).__name__
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # Its class is CollectiveAllReduce...
+    return f"{name} over {strategy.num_replicas_in_sync} replica(s)"

@@ -6,16 +6,21 @@ A run lives in `<train.run_dir>/<name>/`:
 | path | written by | holds |
 |---|---|---|
 | `config.toml` | `train` | the config of the run |
-| `backup/` | `keras.callbacks.BackupAndRestore` | the last finished epoch; a rerun resumes from it |
+| `backup/` | `MultiWorkerBackupAndRestore` (Keras' `BackupAndRestore`, chief writes, all restore) | the last finished epoch; a rerun resumes from it |
 | `checkpoints/best.keras` | `keras.callbacks.ModelCheckpoint` | the best model by `train.monitor` |
 | `logs/` | `keras.callbacks.TensorBoard` | per-task losses, weights, metrics and gradient diagnostics |
 | `history.csv`, `history.json` | `keras.callbacks.CSVLogger`, `train` | every epoch's logs |
+
+Under `MultiWorkerMirroredStrategy` every worker runs the same callbacks, but
+only the chief writes the run directory; the others write into temporary
+directories that are removed, and restore the chief's backup.
 """
 
 import csv
 import json
 import logging
 import math
+import os
 import tomllib
 import typing
 from pathlib import Path
@@ -27,6 +32,11 @@ from keras_mtl.data import load_datasets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
 from keras_mtl.distribute import describe_strategy, make_strategy
 from keras_mtl.models import build_model
+from keras_mtl.multi_worker import (
+    MultiWorkerBackupAndRestore,
+    chief_or_scratch_dir,
+    is_chief,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +59,10 @@ class TerminateOnNaN(keras.callbacks.Callback):
     Keras' own `TerminateOnNaN` watches only the total `loss`; with several
     tasks the first question is which task's loss broke.
     """
+
+    # It only reads the logs and sets `stop_training`, which the loop checks at
+    # the next step: Keras may call it from its callback thread.
+    async_safe = True
 
     def __init__(self):
         super().__init__()
@@ -85,11 +99,11 @@ def _check_resumable(run_dir, config):
     return True
 
 
-def default_callbacks(config, run_dir, resuming=False):
+def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
     """The callbacks of every run: backup, best checkpoint, logs, NaN guard."""
     monitor = config.train.monitor
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir / "backup")),
+        MultiWorkerBackupAndRestore(str(backup_dir or run_dir / "backup")),
         keras.callbacks.ModelCheckpoint(
             str(run_dir / "checkpoints" / "best.keras"),
             monitor=monitor,
@@ -119,11 +133,18 @@ def _write_history_json(run_dir):
     (run_dir / "history.json").write_text(json.dumps(history, indent=1))
 
 
+def _write_text_atomically(path, text):
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
 def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto"):
     """Trains the two-head model of `config` with `model.fit`.
 
     Rerunning an interrupted run (same config, same run directory) resumes
-    after its last finished epoch.
+    after its last finished epoch. Under `MultiWorkerMirroredStrategy` every
+    worker calls `train` alike; only the chief writes the run directory.
 
     Args:
         config: A `keras_mtl.Config`.
@@ -151,23 +172,32 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
         datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
     run_dir = run_dir_for(config)
     resuming = _check_resumable(run_dir, config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.toml").write_text(config.to_toml())
-    logger.info("Training %s with %s", config.name, describe_strategy(strategy))
+    if is_chief(strategy):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomically(run_dir / "config.toml", config.to_toml())
+    logger.info(
+        "Training %r with %s; examples: %s",
+        config.name,
+        describe_strategy(strategy),
+        datasets.sizes,
+    )
 
     model = build_model(config, datasets.features, strategy=strategy)
-    all_callbacks = default_callbacks(config, run_dir, resuming) + list(callbacks)
-    if config.weighting.diagnostics:  # First, so that the logs record it.
-        all_callbacks.insert(0, GradientDiagnostics(diagnostic_batch(datasets)))
-    history = model.fit(
-        datasets.train,
-        validation_data=datasets.validation,
-        epochs=config.train.epochs,
-        callbacks=all_callbacks,
-        verbose=verbose,
-        shuffle=False,  # The pipeline shuffles.
-    )
-    _write_history_json(run_dir)
+    with chief_or_scratch_dir(run_dir, strategy) as write_dir:
+        all_callbacks = default_callbacks(
+            config, write_dir, resuming, backup_dir=run_dir / "backup"
+        ) + list(callbacks)
+        if config.weighting.diagnostics:  # First, so that the logs record it.
+            all_callbacks.insert(0, GradientDiagnostics(diagnostic_batch(datasets)))
+        history = model.fit(
+            datasets.train,
+            validation_data=datasets.validation,
+            epochs=config.train.epochs,
+            callbacks=all_callbacks,
+            verbose=verbose,
+            shuffle=False,  # The pipeline shuffles.
+        )
+        _write_history_json(write_dir)
     nan_guard = next(c for c in all_callbacks if isinstance(c, TerminateOnNaN))
     if nan_guard.bad_losses:
         raise TrainingDivergedError(

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import tiny_overrides
 
 from keras_mtl import cli
+
+from conftest import tiny_overrides
 
 KERAS_MTL = str(Path(sys.executable).parent / "keras-mtl")
 

@@ -1,0 +1,121 @@
+"""Training overhead: `keras_mtl.train` against the same network in plain Keras.
+
+Both train the same layers with the same optimizer, tf.data pipeline and batch
+size, in one process, interleaved. "plain" fits with no callbacks; "plain +
+callbacks" adds the Keras callbacks `train` uses (BackupAndRestore,
+ModelCheckpoint, TensorBoard, CSVLogger). Steps per second count the training
+steps alone; the time spent at the end of each epoch (checkpoints, logs) is
+reported beside it in milliseconds, since it does not grow with the epoch and
+dominates only very short epochs. Goal: keras-mtl / plain >= 0.98.
+"""
+
+import statistics
+import tempfile
+
+import keras
+
+import keras_mtl
+
+import harness
+import workloads
+
+
+def _runs(config, datasets):
+    def ours():
+        timer = workloads.EpochTimer()  # after train's own callbacks
+        keras_mtl.train(config, datasets=datasets, callbacks=[timer], verbose=0)
+        return timer
+
+    def plain(with_callbacks):
+        def fit():
+            keras.utils.set_random_seed(config.train.seed)
+            model = workloads.plain_model(config, datasets.features)
+            timer = workloads.EpochTimer()
+            callbacks = (
+                workloads.standard_callbacks(tempfile.mkdtemp())
+                if with_callbacks
+                else []
+            )
+            callbacks.append(timer)  # last, so it times the others' epoch-end work
+            model.fit(
+                datasets.train,
+                validation_data=datasets.validation,
+                epochs=config.train.epochs,
+                callbacks=callbacks,
+                verbose=0,
+                shuffle=False,
+            )
+            return timer
+
+        return fit
+
+    return {"keras-mtl": ours, "plain": plain(False), "plain + callbacks": plain(True)}
+
+
+def run(quick=False):
+    repeats = 1 if quick else 3
+    configs = workloads.workload_configs(epochs=2 if quick else 4)
+    rows, results = [], {}
+    for label, config in configs.items():
+        datasets = keras_mtl.load_datasets(config)
+        steps = workloads.steps_per_epoch(datasets.train)
+        runs = _runs(config, datasets)
+        samples = {
+            name: {"steps_per_second": [], "end_ms": [], "epoch_s": []} for name in runs
+        }
+        for _ in range(repeats):
+            for name, fit in runs.items():  # interleaved
+                timer = fit()
+                samples[name]["steps_per_second"].append(
+                    steps / workloads.steady(timer, "train")
+                )
+                samples[name]["end_ms"].append(1000 * workloads.steady(timer, "end"))
+                samples[name]["epoch_s"].append(workloads.steady(timer, "epoch"))
+        medians = {
+            name: {key: statistics.median(values) for key, values in measures.items()}
+            for name, measures in samples.items()
+        }
+        results[label] = {
+            "steps_per_epoch": steps,
+            "medians": medians,
+            "samples": samples,
+        }
+        ours, plain, plain_cb = (
+            medians[n] for n in ("keras-mtl", "plain", "plain + callbacks")
+        )
+        rows.append(
+            [
+                label,
+                steps,
+                f"{ours['steps_per_second']:.1f}",
+                f"{plain['steps_per_second']:.1f}",
+                f"**{ours['steps_per_second'] / plain['steps_per_second']:.3f}**",
+                f"{ours['end_ms']:.0f} / {plain['end_ms']:.0f} / {plain_cb['end_ms']:.0f}",
+                f"{plain['epoch_s'] / ours['epoch_s']:.3f}",
+                f"{plain_cb['epoch_s'] / ours['epoch_s']:.3f}",
+            ]
+        )
+    table = harness.markdown_table(
+        [
+            "workload",
+            "steps/epoch",
+            "keras-mtl steps/s",
+            "plain steps/s",
+            "keras-mtl / plain (steps)",
+            "epoch-end ms: keras-mtl / plain / plain + callbacks",
+            "whole epoch: keras-mtl / plain",
+            "whole epoch: keras-mtl / plain + callbacks",
+        ],
+        rows,
+    )
+    note = (
+        f"Medians over {repeats} interleaved runs of the steady-state epochs (the "
+        "first epoch, which traces, is left out). Whole-epoch ratios are speed "
+        "ratios (plain time / keras-mtl time) and include validation and the "
+        "epoch-end work. Goal: keras-mtl / plain >= 0.98."
+    )
+    return {
+        "title": "Training overhead against plain Keras",
+        "markdown": f"{table}\n\n{note}",
+        "results": results,
+    }

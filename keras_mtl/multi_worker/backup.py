@@ -1,0 +1,113 @@
+"""`MultiWorkerBackupAndRestore`: one backup, written by the chief, read by all.
+
+Keras 3's `BackupAndRestore` has no multi-worker logic: every worker writes its
+own backup, and after a worker was killed and the cluster restarted, workers
+resumed at different epochs with different weights and trained out of sync
+without a warning. Here only the chief writes, into one directory that every
+worker can read (a shared file system or a `gs://` path across machines), and
+every worker restores that same backup, so they all resume after the same
+finished epoch with the same weights and optimizer state.
+
+A backup is written so that a kill at any moment leaves either the previous
+or the new one: the weights go to a file named after the epoch, then a small
+JSON file that names it replaces the old one in one rename. On one machine the
+callback is the chief and behaves as Keras' own.
+"""
+
+import json
+import logging
+import os
+
+from keras.callbacks import BackupAndRestore
+from keras.src.utils import file_utils
+
+from keras_mtl.multi_worker.cluster import is_chief
+
+logger = logging.getLogger(__name__)
+
+_STATE = "training_metadata.json"
+
+
+class MultiWorkerBackupAndRestore(BackupAndRestore):
+    """`keras.callbacks.BackupAndRestore` for several workers sharing a backup.
+
+    Args:
+        backup_dir: A directory every worker can read and the chief can write.
+        delete_checkpoint: Remove the backup when training finishes.
+
+    Example:
+
+    ```python
+    backup = MultiWorkerBackupAndRestore("runs/shapes/backup")
+    model.fit(dataset, epochs=8, callbacks=[backup])  # on every worker
+    ```
+    """
+
+    def __init__(self, backup_dir, delete_checkpoint=True):
+        super().__init__(backup_dir, delete_checkpoint=delete_checkpoint)
+        self.restored_epoch = 0
+
+    def _chief(self):
+        return is_chief(self.model.distribute_strategy)
+
+    def _state_path(self):
+        return file_utils.join(self.backup_dir, _STATE)
+
+    def _read_state(self):
+        if not file_utils.exists(self._state_path()):
+            return None
+        with file_utils.File(self._state_path(), "r") as file:
+            return json.loads(file.read())
+
+    def on_train_begin(self, logs=None):
+        self.restored_epoch = 0
+        state = self._read_state()
+        if state is None or "weights" not in state:
+            return
+        weights = file_utils.join(self.backup_dir, state["weights"])
+        optimizer = self.model.optimizer
+        if optimizer is not None and not optimizer.built:
+            optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(weights)
+        self.model._initial_epoch = self.restored_epoch = state["epoch"]
+        logger.info("Resuming after epoch %d from %s", state["epoch"], self.backup_dir)
+
+    def _save_model(self):
+        if not self._chief():
+            return
+        if not file_utils.exists(self.backup_dir):
+            file_utils.makedirs(self.backup_dir)
+        previous = self._read_state()
+        name = f"epoch-{self._current_epoch}.weights.h5"
+        self.model.save_weights(file_utils.join(self.backup_dir, name), overwrite=True)
+        state = {"epoch": self._current_epoch, "batch": 0, "weights": name}
+        temporary = self._state_path() + ".tmp"
+        with file_utils.File(temporary, "w") as file:
+            file.write(json.dumps(state))
+        _replace(temporary, self._state_path())
+        if previous and previous.get("weights") not in (None, name):
+            old = file_utils.join(self.backup_dir, previous["weights"])
+            if file_utils.exists(old):
+                file_utils.remove(old)
+
+    def on_train_end(self, logs=None):
+        if self._chief():
+            super().on_train_end(logs)
+
+
+def _replace(source, target):
+    if file_utils.is_remote_path(target):
+        import tensorflow as tf
+
+        tf.io.gfile.rename(source, target, overwrite=True)
+    else:
+        os.replace(source, target)
+
+
+def backup_epoch(backup_dir):
+    """The number of finished epochs in a backup directory, or 0 without one."""
+    path = os.path.join(backup_dir, _STATE)
+    if not os.path.exists(path):
+        return 0
+    with open(path) as file:
+        return json.load(file).get("epoch", 0)
