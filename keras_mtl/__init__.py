@@ -25,12 +25,18 @@ from keras_mtl.config import (
     TaskConfig,
     TrainConfig,
     TuningConfig,
+    WeightingConfig,
     config_from_dict,
     list_presets,
     load_config,
 )
 from keras_mtl.data import Datasets, load_datasets
 from keras_mtl.delta_m import delta_m, delta_m_per_task, delta_m_summary
+from keras_mtl.diagnostics import (
+    GradientDiagnostics,
+    GradientReport,
+    diagnose_gradients,
+)
 from keras_mtl.distribute import (
     configure_cpu_replicas,
     describe_strategy,
@@ -56,6 +62,7 @@ from keras_mtl.multi_worker import MultiWorkerBackupAndRestore
 from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
 from keras_mtl.training import TrainingDivergedError, TrainResult, train
 from keras_mtl.tuning import MultiTaskHyperModel, TaskObjectives, run_search
+from keras_mtl.weighting import make_weighting
 
 __version__ = "0.1.0"
 
@@ -67,6 +74,8 @@ __all__ = [
     "Datasets",
     "EvaluationReport",
     "ExportConfig",
+    "GradientDiagnostics",
+    "GradientReport",
     "LoadedModel",
     "MLPTrunk",
     "ModelConfig",
@@ -80,6 +89,7 @@ __all__ = [
     "TrainResult",
     "TrainingDivergedError",
     "TuningConfig",
+    "WeightingConfig",
     "build_model",
     "build_single_task_model",
     "compile_model",
@@ -89,6 +99,7 @@ __all__ = [
     "delta_m_per_task",
     "delta_m_summary",
     "describe_strategy",
+    "diagnose_gradients",
     "evaluate",
     "evaluate_saved_model",
     "evaluation_report",
@@ -100,6 +111,7 @@ __all__ = [
     "load_config",
     "load_datasets",
     "make_strategy",
+    "make_weighting",
     "read_metadata",
     "run_search",
     "serving",

@@ -32,6 +32,15 @@ HEAD2_INPUTS = ("features", "features+prediction")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 TUNERS = ("random", "bayesian", "hyperband")
+WEIGHTING_METHODS = (
+    "static",
+    "uncertainty",
+    "dwa",
+    "rlw",
+    "gradnorm",
+    "pcgrad",
+    "famo",
+)
 
 
 @dataclasses.dataclass
@@ -112,6 +121,27 @@ class TrainConfig:
 
 
 @dataclasses.dataclass
+class WeightingConfig:
+    """How the two task losses are combined (`keras_mtl/weighting/`).
+
+    `static` uses the tasks' `weight` as compile-time `loss_weights`; `pcgrad`
+    weights the task losses with them too; the other methods set or learn
+    their own weights.
+    """
+
+    method: str = "static"
+    uncertainty_learning_rate: float = 0.01
+    dwa_temperature: float = 2.0
+    rlw_seed: int = 0
+    gradnorm_alpha: float = 1.5
+    gradnorm_learning_rate: float = 0.01
+    famo_learning_rate: float = 0.025
+    famo_gamma: float = 0.01
+    # Gradient norms and cosines on one validation batch after every epoch.
+    diagnostics: bool = True
+
+
+@dataclasses.dataclass
 class ExportConfig:
     """Where SavedModels land: `<base_dir>/<name>/<version>/`."""
 
@@ -154,6 +184,7 @@ class Config:
     tasks: list[TaskConfig] = dataclasses.field(default_factory=list)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    weighting: WeightingConfig = dataclasses.field(default_factory=WeightingConfig)
     export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
     tuning: TuningConfig = dataclasses.field(default_factory=TuningConfig)
 
@@ -434,6 +465,7 @@ def _validate(config, source):
             "for more replicas)",
             train.replicas,
         )
+    _validate_weighting(config, source)
     if train.replicas > 1 and train.batch_size % train.replicas:
         _fail(
             source,
@@ -476,6 +508,31 @@ def _validate_tuning(tuning, source):
     for key, values in tuning.choices.items():
         if not isinstance(values, list) or not values:
             _fail(source, f"tuning.choices.{key}", "a non-empty list of values", values)
+
+
+def _validate_weighting(config, source):
+    weighting = config.weighting
+    _one_of(source, "weighting.method", weighting.method, WEIGHTING_METHODS)
+    for key in (
+        "uncertainty_learning_rate",
+        "dwa_temperature",
+        "gradnorm_learning_rate",
+        "famo_learning_rate",
+    ):
+        value = getattr(weighting, key)
+        if not value > 0 or not math.isfinite(value):
+            _fail(source, f"weighting.{key}", "a number > 0", value)
+    _at_least(source, "weighting.gradnorm_alpha", weighting.gradnorm_alpha, 0.0)
+    _at_least(source, "weighting.famo_gamma", weighting.famo_gamma, 0.0)
+    if weighting.method in ("gradnorm", "pcgrad") and config.model.stop_gradient:
+        _fail(
+            source,
+            "weighting.method",
+            "a method other than 'gradnorm' or 'pcgrad' with "
+            "model.stop_gradient=true (they compare both losses' gradients on "
+            "Head 1 and the Trunk, and stop_gradient keeps Loss 2 out of them)",
+            weighting.method,
+        )
 
 
 def resolve_path(path):

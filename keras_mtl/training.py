@@ -8,7 +8,7 @@ A run lives in `<train.run_dir>/<name>/`:
 | `config.toml` | `train` | the config of the run |
 | `backup/` | `MultiWorkerBackupAndRestore` (Keras' `BackupAndRestore`, chief writes, all restore) | the last finished epoch; a rerun resumes from it |
 | `checkpoints/best.keras` | `keras.callbacks.ModelCheckpoint` | the best model by `train.monitor` |
-| `logs/` | `keras.callbacks.TensorBoard` | per-task losses and metrics |
+| `logs/` | `keras.callbacks.TensorBoard` | per-task losses, weights, metrics and gradient diagnostics |
 | `history.csv`, `history.json` | `keras.callbacks.CSVLogger`, `train` | every epoch's logs |
 
 Under `MultiWorkerMirroredStrategy` every worker runs the same callbacks, but
@@ -29,6 +29,7 @@ import keras
 
 from keras_mtl.config import config_from_dict, resolve_path
 from keras_mtl.data import load_datasets
+from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
 from keras_mtl.distribute import describe_strategy, make_strategy
 from keras_mtl.models import build_model
 from keras_mtl.multi_worker import (
@@ -186,6 +187,8 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
         all_callbacks = default_callbacks(
             config, write_dir, resuming, backup_dir=run_dir / "backup"
         ) + list(callbacks)
+        if config.weighting.diagnostics:  # First, so that the logs record it.
+            all_callbacks.insert(0, GradientDiagnostics(diagnostic_batch(datasets)))
         history = model.fit(
             datasets.train,
             validation_data=datasets.validation,

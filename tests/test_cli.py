@@ -160,3 +160,44 @@ def test_config_prints_resolved_toml(tmp_path):
     import keras_mtl
 
     assert keras_mtl.load_config(str(path)).tasks[1].weight == 0.5
+
+
+def test_diagnose_draws_a_run_and_a_keras_file(exported, capsys, tmp_path):
+    _, version_dir, workdir = exported
+    run_dir = workdir / "runs" / "shapes"
+    assert cli.main(["diagnose", "--run-dir", str(run_dir)]) == 0
+    paths = [Path(line) for line in capsys.readouterr().out.split()]
+    assert [path.name for path in paths] == [
+        "gradient_flow.png",
+        "gradient_flow.svg",
+        "gradient_history.png",
+        "gradient_history.svg",
+    ]
+    assert all(path.parent == run_dir / "diagnostics" for path in paths)
+    assert "after epoch 1" in paths[1].read_text()
+    checkpoint = run_dir / "checkpoints" / "best.keras"
+    args = ["diagnose", "--model", str(checkpoint), "--output", str(tmp_path)]
+    assert cli.main(args) == 0
+    paths = [Path(line) for line in capsys.readouterr().out.split()]
+    assert [path.name for path in paths] == ["gradient_flow.png", "gradient_flow.svg"]
+    assert "(best.keras), one validation batch" in paths[1].read_text()
+    assert cli.main(["diagnose", "--model", str(version_dir)]) == 2
+    assert "expected a .keras file" in capsys.readouterr().err
+
+
+def test_train_uses_the_configured_weighting(shapes_data_dir, tmp_path, capsys):
+    sets = [
+        arg
+        for override in [
+            *tiny_overrides(tmp_path, shapes_data_dir),
+            "weighting.method=uncertainty",
+        ]
+        for arg in ("--set", override)
+    ]
+    args = ["train", "--preset", "shapes", *sets, "--no-export", "--verbose", "0"]
+    assert cli.main(args) == 0, capsys.readouterr().err
+    history = json.loads((tmp_path / "runs" / "shapes" / "history.json").read_text())
+    weights = history["coarse_weight"] + history["fine_weight"]
+    assert all(0.3 < weight < 0.7 for weight in weights)  # 0.5 exp(-s), moving
+    assert weights != [0.5, 0.5]
+    assert len(history["grad_cosine_trunk"]) == 1

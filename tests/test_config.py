@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 import keras_mtl
@@ -111,3 +113,29 @@ def test_invalid_toml_names_the_file(tmp_path):
     path.write_text("name = \n")
     with pytest.raises(ValueError, match="broken.toml: not valid TOML"):
         load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    "override, fragment",
+    [
+        ("weighting.method=gradnrom", "`weighting.method` must be one of"),
+        ("weighting.dwa_temperature=0", "`weighting.dwa_temperature` must be a number"),
+        ("weighting.famo_gamma=-1", "`weighting.famo_gamma` must be >= 0.0"),
+        ("weighting.rlw_seed=1.5", "`weighting.rlw_seed` must be an integer"),
+        ("weighting.temperature=2", "Unknown config key 'weighting.temperature'"),
+    ],
+)
+def test_weighting_keys_are_checked(override, fragment):
+    with pytest.raises(ValueError, match=re.escape(fragment)):
+        load_config("shapes", [override])
+
+
+def test_gradient_methods_refuse_a_cut_gradient():
+    for method in ("gradnorm", "pcgrad"):
+        with pytest.raises(ValueError, match="model.stop_gradient=true"):
+            load_config(
+                "shapes", [f"weighting.method={method}", "model.stop_gradient=true"]
+            )
+    config = load_config("shapes", ["weighting.method=famo", "weighting.rlw_seed=3"])
+    assert config.weighting.method == "famo" and config.weighting.rlw_seed == 3
+    assert "[weighting]" in config.to_toml()
