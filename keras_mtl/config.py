@@ -138,7 +138,7 @@ class WeightingConfig:
     famo_learning_rate: float = 0.025
     famo_gamma: float = 0.01
     # Gradient norms and cosines on one validation batch after every epoch.
-    diagnostics: bool = True
+    diagnostics: bool = False
 
 
 @dataclasses.dataclass

@@ -36,11 +36,8 @@ def own_lines(stderr):
 def exported(tmp_path_factory, shapes_data_dir):
     """`keras-mtl train` on the tiny config; returns (stdout, export dir, workdir)."""
     workdir = tmp_path_factory.mktemp("cli")
-    sets = [
-        arg
-        for override in tiny_overrides(workdir, shapes_data_dir)
-        for arg in ("--set", override)
-    ]
+    overrides = [*tiny_overrides(workdir, shapes_data_dir), "weighting.diagnostics=true"]
+    sets = [arg for override in overrides for arg in ("--set", override)]
     result = run("train", "--preset", "shapes", *sets, "--verbose", "2", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
     return result, Path(result.stdout.strip().splitlines()[-1]), workdir
@@ -191,6 +188,7 @@ def test_train_uses_the_configured_weighting(shapes_data_dir, tmp_path, capsys):
         for override in [
             *tiny_overrides(tmp_path, shapes_data_dir),
             "weighting.method=uncertainty",
+            "weighting.diagnostics=true",
         ]
         for arg in ("--set", override)
     ]
