@@ -36,7 +36,10 @@ def own_lines(stderr):
 def exported(tmp_path_factory, shapes_data_dir):
     """`keras-mtl train` on the tiny config; returns (stdout, export dir, workdir)."""
     workdir = tmp_path_factory.mktemp("cli")
-    overrides = [*tiny_overrides(workdir, shapes_data_dir), "weighting.diagnostics=true"]
+    overrides = [
+        *tiny_overrides(workdir, shapes_data_dir),
+        "weighting.diagnostics=true",
+    ]
     sets = [arg for override in overrides for arg in ("--set", override)]
     result = run("train", "--preset", "shapes", *sets, "--verbose", "2", cwd=workdir)
     assert result.returncode == 0, result.stderr[-3000:]
