@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test lint format bench notebooks clean
 
 venv: $(STAMP)
 
@@ -26,8 +26,11 @@ test: venv lint
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
 
+notebooks: venv
+	$(BIN)/python notebooks/run_notebooks.py
+
 lint: venv
-	$(BIN)/ruff check keras_mtl tests benchmarks
+	$(BIN)/ruff check keras_mtl tests benchmarks notebooks
 
 format: venv
 	$(BIN)/ruff format keras_mtl tests
