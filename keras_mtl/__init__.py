@@ -15,8 +15,12 @@ path = keras_mtl.export_run(model, config, datasets, metrics)
 ```
 """
 
-from keras_mtl import serving  # keras_mtl.serving.Client, ModelServer, ...
+from keras_mtl import (
+    plots,  # keras_mtl.plots.plot_history, ... (drawing needs matplotlib)
+    serving,  # keras_mtl.serving.Client, ModelServer, ...
+)
 from keras_mtl.baselines import Baselines, load_baselines, train_baselines
+from keras_mtl.comparison import WeightingComparison, compare_weightings
 from keras_mtl.config import (
     Config,
     DataConfig,
@@ -89,9 +93,11 @@ __all__ = [
     "TrainResult",
     "TrainingDivergedError",
     "TuningConfig",
+    "WeightingComparison",
     "WeightingConfig",
     "build_model",
     "build_single_task_model",
+    "compare_weightings",
     "compile_model",
     "config_from_dict",
     "configure_cpu_replicas",
@@ -112,6 +118,7 @@ __all__ = [
     "load_datasets",
     "make_strategy",
     "make_weighting",
+    "plots",
     "read_metadata",
     "run_search",
     "serving",

@@ -1,9 +1,4 @@
-"""Figures: the seed diagram with measured gradient norms, and diagnostics over
-training. Needs matplotlib: `pip install "keras-mtl[plots]"`.
-
-Both functions write a PNG and an SVG (text kept as text) and return their
-paths. They draw with `matplotlib.figure.Figure`, without pyplot, so they never
-open windows or change the caller's backend.
+"""The seed diagram with measured gradient norms, and diagnostics over training.
 
 Example:
 
@@ -13,48 +8,16 @@ keras_mtl.plots.plot_gradient_flow(report, "diagnostics/gradient_flow")
 ```
 """
 
-import math
-from pathlib import Path
+from keras_mtl.plots.figures import (
+    BOTH_COLOR,
+    FORWARD_COLOR,
+    LOSS_COLORS,
+    format_value,
+    new_figure,
+    save_figure,
+)
 
-LOSS_COLORS = ("#1f77b4", "#d95f02")  # Loss 1 blue, Loss 2 orange
-BOTH_COLOR = "#333333"
-FORWARD_COLOR = "#8c8c8c"
 BOX_WIDTH, BOX_HEIGHT = 2.6, 0.9
-
-
-def _matplotlib():
-    try:
-        import matplotlib  # noqa: F401
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ImportError(
-            'Plotting needs matplotlib: pip install "keras-mtl[plots]"'
-        ) from None
-    return Figure
-
-
-def _save(figure, path):
-    stem = Path(path)
-    if stem.suffix in (".png", ".svg"):
-        stem = stem.with_suffix("")
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".svg")]
-    import matplotlib
-
-    with matplotlib.rc_context({"svg.fonttype": "none"}):
-        figure.savefig(paths[0], dpi=150, bbox_inches="tight")
-        figure.savefig(paths[1], bbox_inches="tight")
-    return paths
-
-
-def _format(value):
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "n/a"
-    if value == 0:
-        return "0"
-    if 1e-3 <= abs(value) < 1e4:
-        return f"{value:.4g}"
-    return f"{value:.2e}"
 
 
 def _box(ax, center, text, color="#f2f2f2"):
@@ -118,10 +81,9 @@ def plot_gradient_flow(report, path, title=None):
     Returns:
         The `[png, svg]` paths written.
     """
-    Figure = _matplotlib()
     task1, task2 = report.tasks
     norms, cosine = report.norms, report.cosine
-    figure = Figure(figsize=(9.5, 10.5))
+    figure = new_figure(figsize=(9.5, 10.5))
     ax = figure.add_subplot()
     ax.set_xlim(-2.2, 11.8)
     ax.set_ylim(-0.6, 12.4)
@@ -152,21 +114,21 @@ def plot_gradient_flow(report, path, title=None):
         0: (
             10,
             [
-                (f"Loss 1: {_format(norms['input'][task1])}", LOSS_COLORS[0]),
-                (f"Loss 2: {_format(norms['input'][task2])}", LOSS_COLORS[1]),
+                (f"Loss 1: {format_value(norms['input'][task1])}", LOSS_COLORS[0]),
+                (f"Loss 2: {format_value(norms['input'][task2])}", LOSS_COLORS[1]),
                 ("(on the inputs)", BOTH_COLOR),
             ],
         ),
         1: (
             9,
             [
-                (f"Loss 1: {_format(norms['trunk'][task1])}", LOSS_COLORS[0]),
-                (f"Loss 2: {_format(norms['trunk'][task2])}", LOSS_COLORS[1]),
-                (f"cosine: {_format(cosine['trunk'])}", BOTH_COLOR),
+                (f"Loss 1: {format_value(norms['trunk'][task1])}", LOSS_COLORS[0]),
+                (f"Loss 2: {format_value(norms['trunk'][task2])}", LOSS_COLORS[1]),
+                (f"cosine: {format_value(cosine['trunk'])}", BOTH_COLOR),
             ],
         ),
-        2: (6, [(f"Loss 2: {_format(norms['head1'][task2])}", LOSS_COLORS[1])]),
-        3: (5, [(f"Loss 2: {_format(norms['head2'][task2])}", LOSS_COLORS[1])]),
+        2: (6, [(f"Loss 2: {format_value(norms['head1'][task2])}", LOSS_COLORS[1])]),
+        3: (5, [(f"Loss 2: {format_value(norms['head2'][task2])}", LOSS_COLORS[1])]),
     }
     for index in range(4):
         low, high = stack[index] + half, stack[index + 1] - half
@@ -240,13 +202,13 @@ def plot_gradient_flow(report, path, title=None):
     _label(
         ax,
         (loss1[0] + 0.65, (head1_y + loss1_bottom) / 2 - 0.05),
-        [(f"Loss 1: {_format(norms['head1'][task1])}", LOSS_COLORS[0])],
+        [(f"Loss 1: {format_value(norms['head1'][task1])}", LOSS_COLORS[0])],
     )
     ax.text(
         loss1[0],
         head1_y - 0.75,
-        f"Head 1: cosine {_format(cosine['head1'])}, "
-        f"Trunk+Head 1: {_format(cosine['shared'])}",
+        f"Head 1: cosine {format_value(cosine['head1'])}, "
+        f"Trunk+Head 1: {format_value(cosine['shared'])}",
         ha="center",
         fontsize=9,
         color=BOTH_COLOR,
@@ -255,7 +217,7 @@ def plot_gradient_flow(report, path, title=None):
     ax.text(
         cx - BOX_WIDTH / 2 - 0.2,
         levels["Head 2"],
-        f"Loss 1 on Head 2:\n{_format(norms['head2'][task1])} (measured)",
+        f"Loss 1 on Head 2:\n{format_value(norms['head2'][task1])} (measured)",
         ha="right",
         va="center",
         fontsize=9,
@@ -264,7 +226,7 @@ def plot_gradient_flow(report, path, title=None):
     )
 
     losses = ", ".join(
-        f"{task} {_format(value)}" for task, value in report.losses.items()
+        f"{task} {format_value(value)}" for task, value in report.losses.items()
     )
     ax.set_title(
         title or "Gradient flow: norm of each loss's gradient on the block it enters",
@@ -279,7 +241,7 @@ def plot_gradient_flow(report, path, title=None):
         fontsize=9,
         color=BOTH_COLOR,
     )
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_gradient_history(history, tasks, path, title=None):
@@ -296,7 +258,6 @@ def plot_gradient_history(history, tasks, path, title=None):
     Returns:
         The `[png, svg]` paths written.
     """
-    Figure = _matplotlib()
     key = f"grad_norm_trunk_{tasks[0]}"
     if key not in history:
         raise ValueError(
@@ -307,7 +268,7 @@ def plot_gradient_history(history, tasks, path, title=None):
     epochs = [e + 1 for e in range(len(history[key]))]
     has_weights = all(f"{task}_weight" in history for task in tasks)
     panels = 3 if has_weights else 2
-    figure = Figure(figsize=(5.2 * panels, 4.4))
+    figure = new_figure(figsize=(5.2 * panels, 4.4))
     axes = [figure.add_subplot(1, panels, i + 1) for i in range(panels)]
     styles = {"trunk": "-", "head1": "--", "head2": ":"}
     names = {"trunk": "Trunk", "head1": "Head 1", "head2": "Head 2"}
@@ -366,4 +327,4 @@ def plot_gradient_history(history, tasks, path, title=None):
         axes[2].ticklabel_format(axis="y", useOffset=False)
     figure.suptitle(title or "Gradient diagnostics over training", fontsize=13)
     figure.tight_layout()
-    return _save(figure, path)
+    return save_figure(figure, path)
