@@ -4,7 +4,8 @@ For each dataset: the single-task baselines (the same trunk with one head, the
 same budget), the two-head model with equal static weights, with static weights
 tuned by Keras Tuner against delta-m on the validation split, and with each
 dynamic weighting method. Every setting is trained with seeds 0, 1, 2 (weight
-initialisation; the data split and order stay fixed) and reported on the test
+initialisation; the data split and the shuffle order stay fixed: each run gets
+a fresh pipeline with the same `data.seed`) and reported on the test
 split as mean +- standard deviation. Delta-m follows keras-mtl's convention
 (`keras_mtl.delta_m`): the mean over tasks of the signed relative change of the
 headline metric against the baseline, in percent; negative = the multi-task
@@ -38,10 +39,13 @@ def _configs(quick, work):
     return {"adult": adult, "shapes": shapes}
 
 
-def _train_and_test(config, datasets, seed, name, work):
+def _train_and_test(config, seed, name, work):
     config = config.replace(
         [f"train.seed={seed}", f"train.run_dir={work}/runs/{name}-{seed}"]
     )
+    # A fresh pipeline per run: a reused one goes on with its shuffle order, so
+    # every setting would see other batches.
+    datasets = keras_mtl.load_datasets(config)
     model, _, _ = keras_mtl.train(config, datasets=datasets, verbose=0)
     return keras_mtl.evaluation_report(model, datasets, config).test
 
@@ -82,8 +86,7 @@ def _dataset_section(label, config, seeds, trials, work):
     runs = {}
     for name, setting in settings.items():
         runs[name] = [
-            _train_and_test(setting, datasets, seed, name.split()[0], work)
-            for seed in seeds
+            _train_and_test(setting, seed, name.split()[0], work) for seed in seeds
         ]
 
     rows = []
