@@ -9,6 +9,7 @@ Each benchmark writes `benchmarks/results/<name>.json`; this script then writes
 import argparse
 import importlib
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,9 @@ import harness  # noqa: E402
 
 
 def run_one(name, quick):
+    # Loops that build many models make TensorFlow warn about retracing on
+    # every few calls; the warnings say nothing about the measurements.
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
     module = importlib.import_module(f"bench_{name}")
     result = module.run(quick=quick)
     harness.write_result(name, result)

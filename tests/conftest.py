@@ -7,6 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pathlib import Path  # noqa: E402
 
+import keras  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_mtl  # noqa: E402
@@ -14,6 +15,18 @@ import keras_mtl  # noqa: E402
 keras_mtl.configure_cpu_replicas(2)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class InterruptAtEpoch(keras.callbacks.Callback):
+    """Raises as epoch `epoch` starts, like a killed job."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
 
 
 def adult_csv_path():

@@ -36,7 +36,7 @@ from keras_mtl.multi_worker.launcher import (
     worker_command,
 )
 
-from conftest import tiny_overrides
+from conftest import InterruptAtEpoch, tiny_overrides
 
 HERE = Path(__file__).resolve().parent
 KERAS_MTL = str(Path(sys.executable).parent / "keras-mtl")
@@ -165,16 +165,6 @@ def test_the_workaround_is_guarded_by_the_keras_version():
     finally:
         keras_multi_worker.uninstall()
     assert trainer.reduce_per_replica is original
-
-
-class InterruptAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
 
 
 def test_a_backup_is_one_weights_file_named_by_its_state(tiny_config):

@@ -9,17 +9,7 @@ import pytest
 
 import keras_mtl
 
-
-class InterruptAtEpoch(keras.callbacks.Callback):
-    """Raises as epoch `epoch` starts, like a killed job."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+from conftest import InterruptAtEpoch
 
 
 def test_train_writes_the_run_directory(tiny_config):

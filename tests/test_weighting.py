@@ -24,6 +24,8 @@ from keras_mtl.weighting.pcgrad import project_conflicting
 from keras_mtl.weighting.rlw import rlw_weights
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting, uncertainty_total
 
+from conftest import InterruptAtEpoch
+
 FEATURES = tuple(NumericFeature(f"x{i}", 0.0, 1.0) for i in range(4))
 TASKS = ["marital_status", "income"]
 EPOCHS = 3  # DWA's weights first move in epoch 3.
@@ -263,21 +265,13 @@ def test_unknown_method_in_a_saved_config_is_refused():
         weighting_from_config({"method": "nope", "task_names": TASKS})
 
 
-class StopAtEpoch(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
-
-
 def test_an_interrupted_dwa_run_resumes_with_its_state(tmp_path):
     backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
     model = build("dwa")
     with pytest.raises(KeyboardInterrupt):
-        model.fit(dataset(), epochs=3, verbose=0, callbacks=[backup, StopAtEpoch(2)])
+        model.fit(
+            dataset(), epochs=3, verbose=0, callbacks=[backup, InterruptAtEpoch(2)]
+        )
     state = [np.asarray(v) for v in model.weighting.state_variables()]
     assert state[2] == 2.0  # two epochs seen: epoch 3 would use new weights
     resumed = build("dwa")
