@@ -3,7 +3,9 @@
 Each method trains the same config (same data, model, budget and seeds) with
 only `weighting.method` changed, is evaluated on both held-out splits
 (`evaluation_report`) and compared with the single-task baselines
-(`train_baselines`, cached) by delta-m. Each run lives in its own directory,
+(`train_baselines`, cached) by delta-m. Every run gets a fresh input pipeline,
+so every method sees the same batches in the same order (a reused pipeline
+goes on with its shuffle order). Each run lives in its own directory,
 `<train.run_dir>/<name>/weighting/<method>-seed<seed>/<name>/`.
 
 Example:
@@ -100,6 +102,11 @@ class WeightingComparison:
         ]
 
     def _row(self, method, runs):
+        if any(getattr(run.report, self.split) is None for run in runs):
+            raise ValueError(
+                f"The {method!r} runs have no {self.split} metrics (an empty "
+                f"split). Received: split={self.split!r}"
+            )
         row = {"method": method, "seeds": [run.seed for run in runs]}
         for name, metric in self._metrics():
             values = [getattr(run.report, self.split)[name][metric] for run in runs]
@@ -188,7 +195,6 @@ def compare_weightings(
     methods=WEIGHTING_METHODS,
     *,
     seeds=None,
-    datasets=None,
     strategy=None,
     baselines=None,
     split="test",
@@ -207,7 +213,6 @@ def compare_weightings(
             every method that uses them.
         methods: `weighting.method` values, in table order.
         seeds: Training seeds; default `[config.train.seed]`.
-        datasets: A `keras_mtl.Datasets`; loaded from `config` by default.
         strategy: A `tf.distribute.Strategy`; `make_strategy(config.train)`
             by default.
         baselines: A `keras_mtl.Baselines` for the same config and seeds;
@@ -225,18 +230,16 @@ def compare_weightings(
             f"Expected split 'test' or 'validation'. Received: split={split!r}"
         )
     seeds = [config.train.seed] if seeds is None else [int(seed) for seed in seeds]
-    strategy = strategy or make_strategy(config.train)
-    if datasets is None:
-        datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    if split == "validation" and datasets.validation is None:
+    if split == "validation" and not config.data.validation_fraction:
         raise ValueError(
             "split='validation' needs a validation split; set "
-            "data.validation_fraction > 0."
+            "data.validation_fraction > 0. Received: data.validation_fraction="
+            f"{config.data.validation_fraction}"
         )
+    strategy = strategy or make_strategy(config.train)
+    replicas = strategy.num_replicas_in_sync
     if baselines is None:
-        baselines = train_baselines(
-            config, seeds, datasets=datasets, strategy=strategy, verbose=verbose
-        )
+        baselines = train_baselines(config, seeds, strategy=strategy, verbose=verbose)
     runs = {}
     for method in methods:
         runs[method] = []
@@ -249,6 +252,7 @@ def compare_weightings(
                     f"train.run_dir={json.dumps(str(directory))}",
                 ]
             )
+            datasets = load_datasets(run_config, replicas=replicas)
             start = time.perf_counter()
             model, history, run_dir = train(
                 run_config,

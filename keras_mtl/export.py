@@ -8,6 +8,7 @@ and only then renamed into place: a crash never leaves a half-written numbered
 version behind.
 """
 
+import contextlib
 import datetime
 import json
 import logging
@@ -48,6 +49,21 @@ def sample_inputs(model, batch_size=2):
         else:
             batch[tensor.name] = tf.zeros(shape, dtype=tensor.dtype)
     return batch
+
+
+@contextlib.contextmanager
+def _without_tensorflow_info_logs():
+    """Keeps TensorFlow's INFO lines ("Assets written to: .../.tmp-export-*") out
+    of the output: they name the temporary directory, which is renamed away.
+    In a notebook TensorFlow logs INFO to stdout (its interactive mode)."""
+    logger = tf.get_logger()
+    level = logger.level
+    if logger.getEffectiveLevel() < logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _verify(version_dir, model, inputs, atol):
@@ -115,7 +131,8 @@ def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, ato
     model_dir.mkdir(parents=True, exist_ok=True)
     temporary = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
     try:
-        model.export(str(temporary), format="tf_saved_model", verbose=False)
+        with _without_tensorflow_info_logs():
+            model.export(str(temporary), format="tf_saved_model", verbose=False)
         record = {
             **(metadata or {}),
             "library_versions": library_versions(),

@@ -148,3 +148,26 @@ def test_leftovers_of_a_killed_export_are_ignored(trained):
         json.loads((base / "8" / "assets.extra" / "keras_mtl.json").read_text())["name"]
         == "shapes"
     )
+
+
+def test_export_keeps_tensorflow_info_lines_quiet(trained, tmp_path):
+    """In a notebook TensorFlow logs INFO, which named the temporary directory."""
+    import logging
+
+    import tensorflow as tf
+
+    model, _, _ = trained
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        keras_mtl.export_saved_model(model, tmp_path, "quiet")
+        assert logger.level == logging.INFO  # restored
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert not [r.getMessage() for r in records if r.levelno < logging.WARNING]

@@ -80,3 +80,119 @@ def test_without_matplotlib_the_error_names_the_extra(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match='pip install "keras-mtl\\[plots\\]"'):
         plots.plot_gradient_flow(REPORT, tmp_path / "flow")
+
+
+HISTORY = {
+    "coarse_loss": [1.3, 1.0, 0.8, 0.7],
+    "val_coarse_loss": [1.2, 1.0, 0.9, 0.95],
+    "coarse_accuracy": [0.3, 0.5, 0.6, 0.7],
+    "val_coarse_accuracy": [0.3, 0.5, 0.62, 0.61],
+    "coarse_weight": [1.0] * 4,
+    "fine_loss": [2.4, 2.0, 1.6, 1.4],
+    "val_fine_loss": [2.4, 2.1, 1.7, 1.6],
+    "fine_accuracy": [0.1, 0.2, 0.4, 0.5],
+    "val_fine_accuracy": [0.1, 0.25, 0.4, 0.45],
+    "fine_weight": [1.0] * 4,
+    "loss": [3.7, 3.0, 2.4, 2.1],
+    "val_unweighted_loss": [3.6, 3.1, 2.6, 2.55],
+}
+
+
+def test_history_draws_each_heads_curves_and_marks_the_best_epoch(tmp_path):
+    assert plots.history.task_curves(HISTORY, "coarse") == ["loss", "accuracy"]
+    png, svg = plots.plot_history(HISTORY, ["coarse", "fine"], tmp_path / "curves.png")
+    assert png.stat().st_size > 20_000
+    text = svg.read_text()
+    for title in (
+        "Head 1 (coarse): loss (unweighted)",
+        "Head 2 (fine): accuracy",
+        "loss (unweighted), lower is better",
+        "accuracy, higher is better",
+        "Learning curves per head",
+    ):
+        assert title in text, title
+    # Coarse is best at epoch 3 (lowest loss, highest accuracy), fine at 4.
+    assert text.count("best validation (epoch 3)") == 2
+    assert text.count("best validation (epoch 4)") == 2
+    assert "coarse): weight" not in text  # Loss weights are not learning curves.
+
+
+def test_history_takes_a_keras_history_and_task_configs(tmp_path):
+    import keras
+
+    import keras_mtl
+
+    history = keras.callbacks.History()
+    history.history = {
+        key: value for key, value in HISTORY.items() if not key.startswith("val_")
+    }
+    history.epoch = [2, 3, 4, 5]  # A resumed run: epochs 3..6.
+    tasks = keras_mtl.load_config("shapes").tasks
+    _, svg = plots.plot_history(history, tasks, tmp_path / "curves", title="Resumed")
+    text = svg.read_text()
+    assert "Resumed" in text and "validation" not in text
+    assert ">6<" in text  # The x axis counts the run's own epochs.
+    with pytest.raises(ValueError, match=r"\['fine_loss'\]"):
+        plots.plot_history({"coarse_loss": [1.0]}, tasks, tmp_path / "x")
+
+
+NAMES = {"coarse": ["round", "polygon"], "fine": ["disk", "ring", "square"]}
+
+
+def _images_and_predictions():
+    import numpy as np
+
+    images = np.zeros((3, 8, 8, 3), dtype="uint8")
+    predictions = {
+        "coarse": np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3]]),
+        "fine": np.array([[0.6, 0.3, 0.1], [0.1, 0.1, 0.8], [0.2, 0.5, 0.3]]),
+    }
+    labels = {"coarse": np.array([0, 1, 1]), "fine": np.array([0, 2, 0])}
+    return images, predictions, labels
+
+
+def test_predictions_grid_colours_right_and_wrong_answers(tmp_path):
+    from keras_mtl.plots.figures import RIGHT_COLOR, WRONG_COLOR
+
+    images, predictions, labels = _images_and_predictions()
+    png, svg = plots.plot_predictions(
+        images, predictions, NAMES, tmp_path / "grid", labels=labels
+    )
+    assert png.stat().st_size > 5_000
+    text = svg.read_text()
+    right, wrong = f"fill: {RIGHT_COLOR}", f"fill: {WRONG_COLOR}"
+    for answer, color in (
+        ("coarse: round 90%", right),
+        ("fine: disk 60%", right),
+        ("coarse: polygon 80%", right),
+        ("fine: square 80%", right),
+        ("coarse: round 70% (polygon)", wrong),
+        ("fine: ring 50% (disk)", wrong),
+    ):
+        line = next(line for line in text.splitlines() if f">{answer}<" in line)
+        assert color in line, answer
+    assert "green: right, red: wrong" in text
+
+
+def test_predictions_grid_reads_serving_rows_binary_and_regression(tmp_path):
+    import numpy as np
+
+    images, predictions, _ = _images_and_predictions()
+    rows = [
+        {name: values[index].tolist() for name, values in predictions.items()}
+        for index in range(3)
+    ]
+    _, svg = plots.plot_predictions(images[..., 0], rows, NAMES, tmp_path / "rows")
+    assert ">fine: ring 50%<" in svg.read_text()
+    assert "green" not in svg.read_text()  # No labels, no colours.
+    describe = plots.predictions.describe_prediction
+    assert describe([0.75], ["<=50K", ">50K"]) == (">50K", 0.75)
+    assert describe(np.array([0.25]), ["<=50K", ">50K"]) == ("<=50K", 0.75)
+    assert describe([3.14159], None) == ("3.14", None)
+    with pytest.raises(ValueError, match="No predictions for task 'fine'"):
+        plots.plot_predictions(
+            images, {"coarse": predictions["coarse"]}, NAMES, tmp_path / "x"
+        )
+    short = {name: values[:2] for name, values in predictions.items()}
+    with pytest.raises(ValueError, match="a prediction for each of the 3 images"):
+        plots.plot_predictions(images, short, NAMES, tmp_path / "x")

@@ -88,6 +88,10 @@ def plot_history(history, tasks, path, title=None):
             f"{sorted(logs)[:16]}"
         )
     curves = [task_curves(logs, name) for name in names]
+    for index, task in enumerate(tasks):
+        if hasattr(task, "kind"):  # A TaskConfig: its headline metric first.
+            headline = task_lib.headline_metric(task)
+            curves[index].sort(key=lambda m, h=headline: (m != "loss", m != h))
     length = len(logs[f"{names[0]}_loss"])
     epochs = [e + 1 for e in epochs] if epochs else list(range(1, length + 1))
     rows = max(len(names_) for names_ in curves)
