@@ -5,7 +5,9 @@ only `weighting.method` changed, is evaluated on both held-out splits
 (`evaluation_report`) and compared with the single-task baselines
 (`train_baselines`, cached) by delta-m. Every run gets a fresh input pipeline,
 so every method sees the same batches in the same order (a reused pipeline
-goes on with its shuffle order). Each run lives in its own directory,
+goes on with its shuffle order); multi-threaded CPU kernels still make two
+runs of one config differ slightly, so compare over several seeds. Each run
+lives in its own directory,
 `<train.run_dir>/<name>/weighting/<method>-seed<seed>/<name>/`.
 
 Example:
@@ -20,6 +22,8 @@ comparison.runs["famo"][0].history.history["fine_weight"]
 import dataclasses
 import json
 import time
+
+import keras
 
 from keras_mtl import tasks as task_lib
 from keras_mtl.baselines import train_baselines
@@ -252,6 +256,9 @@ def compare_weightings(
                     f"train.run_dir={json.dumps(str(directory))}",
                 ]
             )
+            # The shuffle order depends on TensorFlow's global seed when the
+            # pipeline is built: build it as `train(config)` does, after seeding.
+            keras.utils.set_random_seed(seed)
             datasets = load_datasets(run_config, replicas=replicas)
             start = time.perf_counter()
             model, history, run_dir = train(
