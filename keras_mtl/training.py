@@ -19,7 +19,6 @@ directories that are removed, and restore the chief's backup.
 import csv
 import json
 import logging
-import math
 import os
 import tomllib
 import typing
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import keras
 
+from keras_mtl.callbacks import EpochTensorBoard, TerminateOnNaN, epoch_only
 from keras_mtl.config import config_from_dict, resolve_path
 from keras_mtl.data import load_datasets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
@@ -51,33 +51,6 @@ class TrainResult(typing.NamedTuple):
     model: keras.Model
     history: keras.callbacks.History
     run_dir: Path
-
-
-class TerminateOnNaN(keras.callbacks.Callback):
-    """Stops training when any logged loss is NaN or infinite, and names it.
-
-    Keras' own `TerminateOnNaN` watches only the total `loss`; with several
-    tasks the first question is which task's loss broke.
-    """
-
-    # It only reads the logs and sets `stop_training`, which the loop checks at
-    # the next step: Keras may call it from its callback thread.
-    async_safe = True
-
-    def __init__(self):
-        super().__init__()
-        self.bad_losses = []
-        self.batch = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        bad = sorted(
-            name
-            for name, value in (logs or {}).items()
-            if name.endswith("loss") and not math.isfinite(float(value))
-        )
-        if bad:
-            self.bad_losses, self.batch = bad, batch
-            self.model.stop_training = True
 
 
 def run_dir_for(config):
@@ -109,10 +82,14 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
             monitor=monitor,
             save_best_only=True,
         ),
-        keras.callbacks.TensorBoard(str(run_dir / "logs"), profile_batch=0),
+        EpochTensorBoard(str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         TerminateOnNaN(),
     ]
+    # The backup and the checkpoint work once an epoch; their batch hooks
+    # would slow every step (see keras_mtl/callbacks.py).
+    epoch_only(callbacks[0])
+    epoch_only(callbacks[1])
     if config.train.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(

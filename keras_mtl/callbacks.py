@@ -1,0 +1,122 @@
+"""Callbacks of every run: a NaN guard that names the task, and epoch-only logs.
+
+Keras calls the callbacks after every training step as soon as one of them
+has a batch hook, and Keras' `TensorBoard`, `ModelCheckpoint` and
+`BackupAndRestore` have batch hooks even when they work once an epoch.
+Measured on the adult MLP (2.8 ms steps, 2 CPU cores, Keras 3.15), each of
+TensorBoard and checkpoint + backup cost about 22% of the training speed;
+without their batch hooks the run is as fast as with no callback at all.
+`epoch_only` removes those hooks from callbacks configured to work per epoch.
+"""
+
+import math
+
+import keras
+from keras.src.callbacks.tensorboard import keras_model_summary
+
+_BATCH_HOOKS = (
+    "on_batch_begin",
+    "on_batch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+    "on_predict_batch_begin",
+    "on_predict_batch_end",
+)
+
+
+class TerminateOnNaN(keras.callbacks.Callback):
+    """Stops training when any logged loss is NaN or infinite, and names it.
+
+    Keras' own `TerminateOnNaN` watches only the total `loss`; with several
+    tasks the first question is which task's loss broke. It checks every
+    batch, so that the epoch's backup never holds NaN weights.
+    """
+
+    # It only reads the logs and sets `stop_training`, which the loop checks at
+    # the next step: Keras may call it from its callback thread.
+    async_safe = True
+
+    def __init__(self):
+        super().__init__()
+        self.bad_losses = []
+        self.batch = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = sorted(
+            name
+            for name, value in (logs or {}).items()
+            if name.endswith("loss") and not math.isfinite(float(value))
+        )
+        if bad:
+            self.bad_losses, self.batch = bad, batch
+            self.model.stop_training = True
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """`keras.callbacks.TensorBoard` that writes once an epoch, and only then.
+
+    The same files as `TensorBoard(update_freq="epoch", profile_batch=0)`,
+    without the per-batch hooks, and with the model's conceptual graph for
+    any functional model (Keras writes it only for the classes named
+    `Functional` and `Sequential`).
+
+    Args:
+        log_dir: Where the event files go.
+        **kwargs: `keras.callbacks.TensorBoard` arguments other than
+            `update_freq` and `profile_batch`.
+    """
+
+    def __init__(self, log_dir="logs", **kwargs):
+        super().__init__(log_dir, update_freq="epoch", profile_batch=0, **kwargs)
+        epoch_only(self)
+
+    def set_model(self, model):
+        super().set_model(model)
+        # Keras writes the model's conceptual graph (the "keras" summary) only
+        # for classes named Functional or Sequential; a MultiTaskModel is one.
+        if self.write_graph and type(model).__name__ not in (
+            "Functional",
+            "Sequential",
+        ):
+            with self._train_writer.as_default():
+                keras_model_summary("keras", model, step=0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._should_write_train_graph:
+            self._write_keras_model_train_graph()
+            self._should_write_train_graph = False
+        super().on_epoch_end(epoch, logs)
+
+
+def epoch_only(callback):
+    """Removes the batch hooks of a callback that works once an epoch.
+
+    Only for callbacks whose batch hooks do nothing in their configuration
+    (`save_freq="epoch"` checkpoints and backups, `EpochTensorBoard`).
+
+    Args:
+        callback: A `keras.callbacks.Callback`.
+
+    Returns:
+        The same callback.
+
+    Example:
+
+    ```python
+    checkpoint = epoch_only(keras.callbacks.ModelCheckpoint("best.keras"))
+    ```
+    """
+    if getattr(callback, "save_freq", "epoch") != "epoch":
+        raise ValueError(
+            f"{type(callback).__name__} saves every {callback.save_freq} batches; "
+            "its batch hooks are needed. Received: save_freq="
+            f"{callback.save_freq!r}"
+        )
+    for name in _BATCH_HOOKS:
+        # Keras skips hooks that are still `Callback`'s own (marked default).
+        setattr(
+            callback, name, getattr(keras.callbacks.Callback, name).__get__(callback)
+        )
+    return callback
