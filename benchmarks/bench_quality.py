@@ -4,8 +4,9 @@ For each dataset: the single-task baselines (the same trunk with one head, the
 same budget), the two-head model with equal static weights, with static weights
 tuned by Keras Tuner against delta-m on the validation split, and with each
 dynamic weighting method. Every setting is trained with seeds 0, 1, 2 (weight
-initialisation; the data split and the shuffle order stay fixed: each run gets
-a fresh pipeline with the same `data.seed`) and reported on the test
+initialisation and shuffle order; the data split stays fixed, and each run
+gets a fresh pipeline, so all settings see the same batches for a seed) and
+reported on the test
 split as mean +- standard deviation. Delta-m follows keras-mtl's convention
 (`keras_mtl.delta_m`): the mean over tasks of the signed relative change of the
 headline metric against the baseline, in percent; negative = the multi-task

@@ -2,6 +2,7 @@
 
 import time
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -208,3 +209,14 @@ def test_real_adult_file(adult_csv):
         [y["income"] for _, y in splits["train"].batch(4096).as_numpy_iterator()]
     )
     assert 0.2 < labels.mean() < 0.28  # 24% earn more than 50K
+
+
+def test_shuffle_order_depends_on_the_config_only(tiny_config):
+    def first_labels(config, global_seed):
+        keras.utils.set_random_seed(global_seed)  # whatever ran before
+        inputs, labels = next(iter(keras_mtl.load_datasets(config).train))
+        return labels["fine"].numpy().tolist()
+
+    assert first_labels(tiny_config, 123) == first_labels(tiny_config, 7)
+    other = tiny_config.replace(["train.seed=5"])
+    assert first_labels(other, 123) != first_labels(tiny_config, 123)

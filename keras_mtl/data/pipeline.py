@@ -23,6 +23,7 @@ count adds an empty last step that biases the per-task loss metrics.
 
 import dataclasses
 
+import keras
 import tensorflow as tf
 
 from keras_mtl.data.csv_source import load_csv
@@ -39,7 +40,8 @@ class Datasets:
     """Batched splits of `(inputs, {task: label})` and what describes them.
 
     Attributes:
-        train: Shuffled (when `train.shuffle`), batched, prefetched.
+        train: Shuffled (when `train.shuffle`) in an order set by `data.seed`
+            and `train.seed`, batched, prefetched.
         validation: Batched; None when the validation split is empty.
         test: Batched.
         features: One spec per model input (`keras_mtl.data.features`).
@@ -94,6 +96,11 @@ def load_datasets(config, replicas=1):
         if config.data.cache:
             dataset = dataset.cache()
         if training and config.train.shuffle:
+            # TensorFlow derives a shuffle's order from its seed *and* the
+            # global seed at the time the pipeline is built; fixing the global
+            # one here makes the order a function of the config alone
+            # (train.seed and data.seed), whoever built the pipeline when.
+            keras.utils.set_random_seed(config.train.seed)
             dataset = dataset.shuffle(
                 config.data.shuffle_buffer,
                 seed=config.data.seed,
