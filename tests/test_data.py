@@ -220,3 +220,24 @@ def test_shuffle_order_depends_on_the_config_only(tiny_config):
     assert first_labels(tiny_config, 123) == first_labels(tiny_config, 7)
     other = tiny_config.replace(["train.seed=5"])
     assert first_labels(other, 123) != first_labels(tiny_config, 123)
+
+
+def _example_keys(dataset):
+    """One key per example of each batch: its image's bytes."""
+    return [
+        image.tobytes() for inputs, _ in dataset for image in inputs["image"].numpy()
+    ]
+
+
+@pytest.mark.parametrize("cache", ["true", "false"])
+def test_every_training_epoch_is_a_new_permutation(tiny_config, cache):
+    # 448 = 7 batches of 64: no remainder, so every epoch holds every example.
+    config = tiny_config.replace([f"data.cache={cache}", "data.max_examples=448"])
+    train = keras_mtl.load_datasets(config).train
+    first, second = _example_keys(train), _example_keys(train)
+    unshuffled = keras_mtl.load_datasets(config.replace(["train.shuffle=false"]))
+    in_order = _example_keys(unshuffled.train)
+    assert len(set(in_order)) == 448
+    for epoch in (first, second):
+        assert len(epoch) == 448 and set(epoch) == set(in_order)
+    assert first != in_order and second != in_order and first != second

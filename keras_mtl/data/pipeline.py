@@ -1,5 +1,11 @@
 """One tf.data pipeline for every source: cache, shuffle, batch, prefetch.
 
+With `data.cache = true` (the default) each split is read once and held in
+memory as stacked tensors; every epoch shuffles the indices of the whole split
+and gathers each batch in one op. With `data.cache = false` the split streams
+from its source through a `data.shuffle_buffer`-element shuffle buffer, for
+data larger than memory.
+
 Training batches always drop the remainder, so every step sees a full global
 batch that divides evenly over the replicas (an uneven batch changes the
 gradient, biases per-task loss metrics, and as the first batch it crashes
@@ -58,6 +64,44 @@ class Datasets:
     sizes: dict
 
 
+def _batches_from_memory(dataset, count, batch_size, drop_remainder, shuffle_seed):
+    """Batches gathered from the whole split held in memory as stacked tensors.
+
+    Each epoch draws one permutation of the split's indices (a stateless
+    shuffle, seeded from a stream that gives a new seed each epoch), cuts it
+    into batches of indices, and gathers each batch in one op per feature.
+    Shuffling and batching `count` dicts of tensors one element at a time
+    instead took a third or more of each step of a small model on 2 CPU cores,
+    and gathering a whole epoch at once delayed its first step by tens of
+    milliseconds. It holds what `Dataset.cache()` would hold, and shuffles the
+    whole split each epoch (no shuffle buffer).
+    """
+    tensors = dataset.batch(count).get_single_element()
+
+    def gather(index):
+        return tf.nest.map_structure(lambda t: tf.gather(t, index), tensors)
+
+    if shuffle_seed is None:
+        batches = tf.data.Dataset.range(count).batch(
+            batch_size, drop_remainder=drop_remainder
+        )
+    else:
+        # Shuffled batches are training batches: they always drop the rest.
+        steps = count // batch_size
+
+        def permutation(seed):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(count, dtype=tf.int64), seed=tf.stack([seed, 0])
+            )
+            return tf.reshape(order[: steps * batch_size], [steps, batch_size])
+
+        seeds = tf.data.Dataset.random(
+            seed=shuffle_seed, rerandomize_each_iteration=True
+        )
+        batches = seeds.take(1).map(permutation).unbatch()
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def load_datasets(config, replicas=1):
     """Builds the batched train, validation and test datasets for `config`.
 
@@ -92,25 +136,37 @@ def load_datasets(config, replicas=1):
         )
 
     def finish(split, training):
-        dataset = splits[split]
-        if config.data.cache:
-            dataset = dataset.cache()
-        if training and config.train.shuffle:
+        dataset, count = splits[split], sizes[split]
+        shuffle = training and config.train.shuffle
+        if shuffle:
             # TensorFlow derives a shuffle's order from its seed *and* the
             # global seed at the time the pipeline is built; fixing the global
             # one here makes the order a function of the config alone
             # (train.seed and data.seed), whoever built the pipeline when.
             keras.utils.set_random_seed(config.train.seed)
-            dataset = dataset.shuffle(
-                config.data.shuffle_buffer,
-                seed=config.data.seed,
-                reshuffle_each_iteration=True,
-            )
         size = batch_size
-        if not training and replicas > 1 and sizes[split] is not None:
+        if not training and replicas > 1 and count is not None:
             # A split smaller than one batch still gets one even batch.
-            size = max(min(batch_size, sizes[split] // replicas * replicas), replicas)
-        dataset = dataset.batch(size, drop_remainder=training or replicas > 1)
+            size = max(min(batch_size, count // replicas * replicas), replicas)
+        drop_remainder = training or replicas > 1
+        if config.data.cache and count:
+            dataset = _batches_from_memory(
+                dataset,
+                count,
+                size,
+                drop_remainder,
+                config.data.seed if shuffle else None,
+            )
+        else:
+            if config.data.cache:
+                dataset = dataset.cache()
+            if shuffle:
+                dataset = dataset.shuffle(
+                    config.data.shuffle_buffer,
+                    seed=config.data.seed,
+                    reshuffle_each_iteration=True,
+                )
+            dataset = dataset.batch(size, drop_remainder=drop_remainder)
         dataset = dataset.with_options(_SHARD_BY_DATA)  # Only used by workers.
         return dataset.prefetch(tf.data.AUTOTUNE)
 
