@@ -32,13 +32,11 @@ def _fit(config, datasets, train):
 
 def run(quick=False):
     repeats = 1 if quick else 3
-    configs = workloads.workload_configs(epochs=2 if quick else 4)
+    configs = workloads.workload_configs(
+        epochs=2 if quick else 4, mlp_epochs=None if quick else 12
+    )
     rows, results = [], {}
     for label, config in configs.items():
-        if config.model.trunk == "mlp" and not quick:
-            # Its epochs last a fraction of a second: more of them to take the
-            # median of, so a burst on a shared machine does not decide it.
-            config.train.epochs = 12
         datasets = keras_mtl.load_datasets(config)
         memory = _in_memory(datasets.train)
         samples = {"pipeline": [], "memory": []}
