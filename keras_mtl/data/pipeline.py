@@ -71,10 +71,9 @@ def _batches_from_memory(dataset, count, batch_size, drop_remainder, shuffle_see
     shuffle, seeded from a stream that gives a new seed each epoch), cuts it
     into batches of indices, and gathers each batch in one op per feature.
     Shuffling and batching `count` dicts of tensors one element at a time
-    instead took a third or more of each step of a small model on 2 CPU cores,
-    and gathering a whole epoch at once delayed its first step by tens of
-    milliseconds. It holds what `Dataset.cache()` would hold, and shuffles the
-    whole split each epoch (no shuffle buffer).
+    instead took a third or more of each step of a small model on 2 CPU cores
+    (benchmarks/bench_pipeline.py). It holds what `Dataset.cache()` would
+    hold, and shuffles the whole split each epoch (no shuffle buffer).
     """
     tensors = dataset.batch(count).get_single_element()
 
