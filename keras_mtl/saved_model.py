@@ -132,6 +132,8 @@ class LoadedModel:
         self.output_names = sorted(self.signature.structured_outputs)
         self.signature_defs = read_signature_defs(self.path)
         self.metadata = read_metadata(self.path)
+        # Signature key -> the flat call `run` uses (False: the plain call).
+        self._flat_calls = {}
 
     def to_tensors(self, inputs):
         """Converts a dict of array-likes to the signature's dtypes, checking names."""
@@ -179,8 +181,61 @@ class LoadedModel:
             name: tf.constant(value, dtype=specs[name].dtype)
             for name, value in tensors.items()
         }
-        outputs = self.signatures[signature_name](**tensors)
+        function = self.signatures[signature_name]
+        flat = self._flat_calls.get(signature_name)
+        if flat is None:
+            outputs = function(**tensors)
+            self._flat_calls[signature_name] = _checked_flat_call(
+                function, tensors, outputs
+            )
+        elif flat is False:
+            outputs = function(**tensors)
+        else:
+            outputs = flat(tensors)
         return {name: value.numpy() for name, value in outputs.items()}
+
+
+def _flat_call(function):
+    """`function(**tensors)` without TensorFlow's per-call argument binding.
+
+    A loaded signature binds and casts its keyword arguments on every call,
+    which took 0.2-0.3 ms of a 0.5 ms batch-1 call of the adult model; the
+    server has already checked and converted them. This feeds the graph's
+    placeholders in order through `ConcreteFunction._call_flat`.
+    """
+    arguments = {
+        argument: spec.name or argument
+        for argument, spec in function.structured_input_signature[1].items()
+    }
+    placeholders = [t.name.split(":")[0] for t in function.inputs[: len(arguments)]]
+    if sorted(placeholders) != sorted(arguments):
+        raise ValueError("placeholders do not match the signature's arguments")
+    order = [arguments[placeholder] for placeholder in placeholders]
+
+    def call(tensors):
+        return function._call_flat(
+            [tensors[name] for name in order], function.captured_inputs
+        )
+
+    return call
+
+
+def _checked_flat_call(function, tensors, expected):
+    """`_flat_call(function)` if it gives `expected` for `tensors`, else False.
+
+    `_call_flat` is TensorFlow's private API: where it is missing, differs or
+    answers differently, `LoadedModel.run` keeps the public call.
+    """
+    try:
+        call = _flat_call(function)
+        outputs = call(tensors)
+        same = sorted(outputs) == sorted(expected) and all(
+            np.array_equal(outputs[name].numpy(), expected[name].numpy())
+            for name in expected
+        )
+    except Exception:  # any change in the private API: keep the public call
+        return False
+    return call if same else False
 
 
 def rows_to_columns(rows, input_names):

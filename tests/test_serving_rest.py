@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 
+from keras_mtl import saved_model
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import Client, ModelConfig, ModelServer
 
@@ -536,3 +537,38 @@ def test_connections_are_bounded_and_idle_ones_time_out():
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_run_feeds_the_signature_flat_and_equals_predict(models, monkeypatch):
+    model = LoadedModel(models["tabular"])
+    arrays = helpers.columns(helpers.tabular_rows(5), model.input_specs)
+    expected = model.predict(arrays)
+    first = model.run(arrays)  # the public call, which then checks the flat one
+    assert callable(model._flat_calls["serving_default"])
+    second = model.run(arrays)  # the flat call
+    # Inputs swapped by name: the flat call must feed by name, not by position.
+    swapped = {
+        **arrays,
+        "age": arrays["hours-per-week"],
+        "hours-per-week": arrays["age"],
+    }
+    swapped_expected = model.predict(swapped)
+    swapped_outputs = model.run(swapped)
+    for name in expected:
+        np.testing.assert_allclose(first[name], expected[name], rtol=1e-6)
+        np.testing.assert_allclose(second[name], expected[name], rtol=1e-6)
+        np.testing.assert_allclose(
+            swapped_outputs[name], swapped_expected[name], rtol=1e-6
+        )
+    assert not np.allclose(swapped_expected["income"], expected["income"])
+
+    # Where TensorFlow's private API is gone, run keeps the public call.
+    def gone(function):
+        raise AttributeError("_call_flat")
+
+    monkeypatch.setattr(saved_model, "_flat_call", gone)
+    fallback = LoadedModel(models["tabular"])
+    for _ in range(2):
+        outputs = fallback.run(arrays)
+        np.testing.assert_allclose(outputs["income"], expected["income"], rtol=1e-6)
+    assert fallback._flat_calls["serving_default"] is False
