@@ -14,8 +14,6 @@ weighted `val_loss` objective would have chosen from the same search.
 import statistics
 import tempfile
 
-import keras
-
 import keras_mtl
 
 import harness
@@ -29,7 +27,6 @@ def _test_metrics(config, seeds, run_root, label):
         )
         # A fresh pipeline per run: a reused one continues its shuffle order,
         # so the same config and seed would see other batches.
-        keras.utils.set_random_seed(seed)
         datasets = keras_mtl.load_datasets(seeded)
         model, _, _ = keras_mtl.train(seeded, datasets=datasets, verbose=0)
         runs.append(keras_mtl.evaluate(model, datasets.test, seeded))

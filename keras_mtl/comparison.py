@@ -23,8 +23,6 @@ import dataclasses
 import json
 import time
 
-import keras
-
 from keras_mtl import tasks as task_lib
 from keras_mtl.baselines import train_baselines
 from keras_mtl.config import WEIGHTING_METHODS
@@ -256,9 +254,7 @@ def compare_weightings(
                     f"train.run_dir={json.dumps(str(directory))}",
                 ]
             )
-            # The shuffle order depends on TensorFlow's global seed when the
-            # pipeline is built: build it as `train(config)` does, after seeding.
-            keras.utils.set_random_seed(seed)
+            # A fresh pipeline: its shuffle order comes from run_config alone.
             datasets = load_datasets(run_config, replicas=replicas)
             start = time.perf_counter()
             model, history, run_dir = train(

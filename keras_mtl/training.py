@@ -75,21 +75,21 @@ def _check_resumable(run_dir, config):
 def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
     """The callbacks of every run: backup, best checkpoint, logs, NaN guard."""
     monitor = config.train.monitor
+    # The backup and the checkpoint work once an epoch; their batch hooks
+    # would slow every step (see keras_mtl/callbacks.py).
     callbacks = [
-        MultiWorkerBackupAndRestore(str(backup_dir or run_dir / "backup")),
-        keras.callbacks.ModelCheckpoint(
-            str(run_dir / "checkpoints" / "best.keras"),
-            monitor=monitor,
-            save_best_only=True,
+        epoch_only(MultiWorkerBackupAndRestore(str(backup_dir or run_dir / "backup"))),
+        epoch_only(
+            keras.callbacks.ModelCheckpoint(
+                str(run_dir / "checkpoints" / "best.keras"),
+                monitor=monitor,
+                save_best_only=True,
+            )
         ),
         EpochTensorBoard(str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         TerminateOnNaN(),
     ]
-    # The backup and the checkpoint work once an epoch; their batch hooks
-    # would slow every step (see keras_mtl/callbacks.py).
-    epoch_only(callbacks[0])
-    epoch_only(callbacks[1])
     if config.train.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
