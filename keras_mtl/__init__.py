@@ -1,6 +1,13 @@
 """keras-mtl: multi-output Keras models, Input -> Trunk -> Head 1 -> Head 2.
 
 The public API, written by hand; anything not exported here is private.
+Nothing heavy is imported until it is used: `import keras_mtl` loads neither
+TensorFlow nor serving, tuning or plots, and each name below imports its
+module on first access (PEP 562), so the command line starts at once.
+
+Loading a `.keras` file with `keras.models.load_model` needs keras-mtl's
+layers registered: `import keras_mtl.models` first (training, building or
+evaluating a model through `keras_mtl` does it for you).
 
 Example:
 
@@ -15,113 +22,100 @@ path = keras_mtl.export_run(model, config, datasets, metrics)
 ```
 """
 
-from keras_mtl import (
-    plots,  # keras_mtl.plots.plot_history, ... (drawing needs matplotlib)
-    serving,  # keras_mtl.serving.Client, ModelServer, ...
-)
-from keras_mtl.baselines import Baselines, load_baselines, train_baselines
-from keras_mtl.comparison import WeightingComparison, compare_weightings
-from keras_mtl.config import (
-    Config,
-    DataConfig,
-    ExportConfig,
-    ModelConfig,
-    TaskConfig,
-    TrainConfig,
-    TuningConfig,
-    WeightingConfig,
-    config_from_dict,
-    list_presets,
-    load_config,
-)
-from keras_mtl.data import Datasets, load_datasets
-from keras_mtl.delta_m import delta_m, delta_m_per_task, delta_m_summary
-from keras_mtl.diagnostics import (
-    GradientDiagnostics,
-    GradientReport,
-    diagnose_gradients,
-)
-from keras_mtl.distribute import (
-    configure_cpu_replicas,
-    describe_strategy,
-    make_strategy,
-)
-from keras_mtl.evaluation import (
-    EvaluationReport,
-    evaluate,
-    evaluate_saved_model,
-    evaluation_report,
-)
-from keras_mtl.export import export_run, export_saved_model
-from keras_mtl.models import (
-    ConvTrunk,
-    MLPTrunk,
-    MultiTaskModel,
-    TaskHead,
-    build_model,
-    build_single_task_model,
-    compile_model,
-)
-from keras_mtl.multi_worker import MultiWorkerBackupAndRestore
-from keras_mtl.saved_model import LoadedModel, list_versions, read_metadata
-from keras_mtl.training import TrainingDivergedError, TrainResult, train
-from keras_mtl.tuning import MultiTaskHyperModel, TaskObjectives, run_search
-from keras_mtl.weighting import make_weighting
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Baselines",
-    "Config",
-    "ConvTrunk",
-    "DataConfig",
-    "Datasets",
-    "EvaluationReport",
-    "ExportConfig",
-    "GradientDiagnostics",
-    "GradientReport",
-    "LoadedModel",
-    "MLPTrunk",
-    "ModelConfig",
-    "MultiTaskHyperModel",
-    "MultiTaskModel",
-    "MultiWorkerBackupAndRestore",
-    "TaskConfig",
-    "TaskHead",
-    "TaskObjectives",
-    "TrainConfig",
-    "TrainResult",
-    "TrainingDivergedError",
-    "TuningConfig",
-    "WeightingComparison",
-    "WeightingConfig",
-    "build_model",
-    "build_single_task_model",
-    "compare_weightings",
-    "compile_model",
-    "config_from_dict",
-    "configure_cpu_replicas",
-    "delta_m",
-    "delta_m_per_task",
-    "delta_m_summary",
-    "describe_strategy",
-    "diagnose_gradients",
-    "evaluate",
-    "evaluate_saved_model",
-    "evaluation_report",
-    "export_run",
-    "export_saved_model",
-    "list_presets",
-    "list_versions",
-    "load_baselines",
-    "load_config",
-    "load_datasets",
-    "make_strategy",
-    "make_weighting",
-    "plots",
-    "read_metadata",
-    "run_search",
-    "serving",
-    "train",
-    "train_baselines",
-]
+# Module -> the public names it defines.
+_EXPORTS = {
+    "keras_mtl.config": (
+        "Config",
+        "config_from_dict",
+        "DataConfig",
+        "ExportConfig",
+        "list_presets",
+        "load_config",
+        "ModelConfig",
+        "TaskConfig",
+        "TrainConfig",
+        "TuningConfig",
+        "WeightingConfig",
+    ),
+    "keras_mtl.data": (
+        "Datasets",
+        "load_datasets",
+    ),
+    "keras_mtl.diagnostics": (
+        "diagnose_gradients",
+        "GradientDiagnostics",
+        "GradientReport",
+    ),
+    "keras_mtl.distribute": (
+        "configure_cpu_replicas",
+        "describe_strategy",
+        "make_strategy",
+    ),
+    "keras_mtl.evaluation": (
+        "Baselines",
+        "compare_weightings",
+        "delta_m",
+        "delta_m_per_task",
+        "delta_m_summary",
+        "evaluate",
+        "evaluate_saved_model",
+        "evaluation_report",
+        "EvaluationReport",
+        "load_baselines",
+        "train_baselines",
+        "WeightingComparison",
+    ),
+    "keras_mtl.export": (
+        "export_run",
+        "export_saved_model",
+    ),
+    "keras_mtl.models": (
+        "build_model",
+        "build_single_task_model",
+        "compile_model",
+        "ConvTrunk",
+        "MLPTrunk",
+        "MultiTaskModel",
+        "TaskHead",
+    ),
+    "keras_mtl.multi_worker": ("MultiWorkerBackupAndRestore",),
+    "keras_mtl.saved_model": (
+        "list_versions",
+        "LoadedModel",
+        "read_metadata",
+    ),
+    "keras_mtl.training": (
+        "train",
+        "TrainingDivergedError",
+        "TrainResult",
+    ),
+    "keras_mtl.tuning": (
+        "MultiTaskHyperModel",
+        "run_search",
+        "TaskObjectives",
+    ),
+    "keras_mtl.weighting": ("make_weighting",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+# Subpackages reachable as attributes: `keras_mtl.serving.Client`, ...
+_SUBPACKAGES = ("plots", "serving")
+
+__all__ = sorted([*_MODULE_OF, *_SUBPACKAGES])
+
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f"keras_mtl.{name}")
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'keras_mtl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value  # Later lookups skip __getattr__.
+    return value
+
+
+def __dir__():
+    return sorted([*globals(), *__all__])

@@ -64,3 +64,15 @@ def metric_direction(name):
         f"Unknown metric {name!r}. Expected a name ending in one of "
         f"{sorted(METRIC_DIRECTIONS)}."
     )
+
+
+def find_task(config, task):
+    """The `TaskConfig` of `config` named `task` (a name or a `TaskConfig`)."""
+    name = getattr(task, "name", task)
+    for candidate in config.tasks:
+        if candidate.name == name:
+            return candidate
+    raise ValueError(
+        f"No task {name!r} in the config. Expected one of {config.task_names}. "
+        f"Received: task={name!r}"
+    )

@@ -6,8 +6,8 @@ import keras
 import pytest
 
 import keras_mtl
-from keras_mtl import baselines as baselines_lib
 from keras_mtl import cli
+from keras_mtl.evaluation import baselines as baselines_lib
 
 from conftest import tiny_overrides
 

@@ -7,7 +7,7 @@ import keras
 import pytest
 
 import keras_mtl
-from keras_mtl.comparison import MethodRun, WeightingComparison
+from keras_mtl.evaluation.comparison import MethodRun, WeightingComparison
 
 
 def test_methods_train_alike_and_the_table_holds_their_measurements(tiny_config):

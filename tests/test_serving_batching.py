@@ -11,9 +11,9 @@ from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import (
     BatchingParameters,
     Client,
-    ModelConfig,
     ModelServer,
     ModelSpec,
+    ServedModelConfig,
     ServingError,
     read_batching_parameters_file,
 )
@@ -222,7 +222,7 @@ def tabular(tmp_path_factory):
 def test_batched_server_answers_each_client_with_its_own_rows(tabular):
     model = LoadedModel(tabular)
     with ModelServer(
-        [ModelConfig("tabular", str(tabular.parent))],
+        [ServedModelConfig("tabular", str(tabular.parent))],
         rest_api_port=helpers.free_port(),
         grpc_port=0,
         poll_wait_seconds=0,
@@ -269,7 +269,7 @@ def test_batched_server_answers_each_client_with_its_own_rows(tabular):
 
 def test_a_full_queue_is_429_over_rest(tabular):
     with ModelServer(
-        [ModelConfig("tabular", str(tabular.parent))],
+        [ServedModelConfig("tabular", str(tabular.parent))],
         rest_api_port=helpers.free_port(),
         grpc_port=0,
         poll_wait_seconds=0,

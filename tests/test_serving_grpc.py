@@ -14,7 +14,7 @@ from tensorflow_serving.apis import (
 )
 
 from keras_mtl.saved_model import LoadedModel
-from keras_mtl.serving import Client, ModelConfig, ModelServer, ServingError
+from keras_mtl.serving import Client, ModelServer, ServedModelConfig, ServingError
 
 import serving_helpers as helpers
 
@@ -31,7 +31,7 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(models):
     configs = [
-        ModelConfig(name, str(path.parent), version_labels={"stable": 1})
+        ServedModelConfig(name, str(path.parent), version_labels={"stable": 1})
         for name, path in models.items()
     ]
     with ModelServer(

@@ -11,9 +11,9 @@ import pytest
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import (
     Client,
-    ModelConfig,
     ModelServer,
     ModelSpec,
+    ServedModelConfig,
     ServingError,
     read_model_config_file,
 )
@@ -79,7 +79,7 @@ def test_hot_reload_under_load_loses_no_request(versions, tmp_path):
                 answers.append((started, json.loads(payload)["predictions"]))
 
     with ModelServer(
-        [ModelConfig("image", str(model_dir))],
+        [ServedModelConfig("image", str(model_dir))],
         rest_api_port=helpers.free_port(),
         grpc_port=0,
         poll_wait_seconds=0.1,
@@ -119,7 +119,7 @@ def test_a_request_in_flight_finishes_on_the_version_it_started_on(versions, tmp
     model_dir = tmp_path / "image"
     helpers.copy_version(versions["paths"][0], model_dir, 1)
     registry = ModelRegistry(
-        [ModelConfig("image", str(model_dir))], poll_wait_seconds=0
+        [ServedModelConfig("image", str(model_dir))], poll_wait_seconds=0
     )
     registry.start()
     held = registry.resolve(ModelSpec("image"))
@@ -224,7 +224,7 @@ def test_a_version_that_fails_to_load_leaves_the_previous_one_serving(
     model_dir = tmp_path / "image"
     helpers.copy_version(versions["paths"][0], model_dir, 1)
     registry = ModelRegistry(
-        [ModelConfig("image", str(model_dir))],
+        [ServedModelConfig("image", str(model_dir))],
         poll_wait_seconds=0,
         max_num_load_retries=1,
     )
@@ -243,3 +243,13 @@ def test_a_version_that_fails_to_load_leaves_the_previous_one_serving(
     helpers.copy_version(versions["paths"][1], model_dir, 3)
     registry.poll()
     assert registry.available_versions("image") == [3]
+
+
+def test_the_old_serving_model_config_name_still_works_with_a_warning():
+    import keras_mtl.serving as serving
+
+    with pytest.warns(DeprecationWarning, match="ServedModelConfig"):
+        old = serving.ModelConfig
+    assert old is ServedModelConfig
+    with pytest.raises(AttributeError, match="NoSuchName"):
+        serving.NoSuchName  # noqa: B018

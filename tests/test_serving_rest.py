@@ -10,7 +10,7 @@ import pytest
 
 from keras_mtl import saved_model
 from keras_mtl.saved_model import LoadedModel
-from keras_mtl.serving import Client, ModelConfig, ModelServer
+from keras_mtl.serving import Client, ModelServer, ServedModelConfig
 
 import serving_helpers as helpers
 
@@ -27,7 +27,7 @@ def models(tmp_path_factory):
 @pytest.fixture(scope="module")
 def server(models):
     configs = [
-        ModelConfig(name, str(path.parent), version_labels={"stable": 1})
+        ServedModelConfig(name, str(path.parent), version_labels={"stable": 1})
         for name, path in models.items()
     ]
     with ModelServer(
@@ -477,7 +477,7 @@ def test_the_adult_model_takes_raw_csv_rows(adult_csv, tmp_path):
     assert "hours-per-week" in instances[0] and "relationship" not in instances[0]
     expected = loaded.predict(helpers.columns(instances, loaded.input_specs))
     with ModelServer(
-        [ModelConfig("adult", str(path.parent))],
+        [ServedModelConfig("adult", str(path.parent))],
         rest_api_port=helpers.free_port(),
         grpc_port=0,
         poll_wait_seconds=0,

@@ -16,7 +16,7 @@ import pytest
 
 from keras_mtl import cli
 from keras_mtl.saved_model import LoadedModel
-from keras_mtl.serving import Client, ModelConfig, ModelServer, MonitoringConfig
+from keras_mtl.serving import Client, ModelServer, MonitoringConfig, ServedModelConfig
 from keras_mtl.serving import server as server_lib
 
 import serving_helpers as helpers
@@ -138,7 +138,7 @@ def test_bad_serve_arguments_get_one_line_and_status_2(args, fragment, capsys):
 
 def test_prometheus_metrics_count_requests_by_status(tabular):
     with ModelServer(
-        [ModelConfig("tabular", str(tabular.parent))],
+        [ServedModelConfig("tabular", str(tabular.parent))],
         rest_api_port=helpers.free_port(),
         grpc_port=0,
         poll_wait_seconds=0,
@@ -180,7 +180,7 @@ def test_rest_serves_without_the_tensorflow_serving_api_package(
     assert not server_lib.grpc_available()
     with caplog.at_level(logging.WARNING, logger="keras_mtl.serving"):
         with ModelServer(
-            [ModelConfig("tabular", str(tabular.parent))],
+            [ServedModelConfig("tabular", str(tabular.parent))],
             rest_api_port=helpers.free_port(),
             grpc_port=helpers.free_port(),
             poll_wait_seconds=0,
@@ -242,7 +242,7 @@ def test_keras_mtl_predict_uses_the_same_json_codec(tabular, tmp_path, capsys):
         )
         outputs.append(json.loads(capsys.readouterr().out))
     with ModelServer(
-        [ModelConfig("tabular", str(tabular.parent))],
+        [ServedModelConfig("tabular", str(tabular.parent))],
         rest_api_port=helpers.free_port(),
         grpc_port=0,
         poll_wait_seconds=0,

@@ -1,12 +1,15 @@
 """The model: trunk, heads and the function that assembles them."""
 
-from keras_mtl.models.heads import TaskHead
-from keras_mtl.models.multi_task_model import (
-    MultiTaskModel,
+from keras_mtl.models.build import (
     build_model,
     compile_model,
+    make_head,
     make_optimizer,
+    make_trunk,
 )
+from keras_mtl.models.heads import TaskHead
+from keras_mtl.models.inputs import make_inputs
+from keras_mtl.models.multi_task_model import MultiTaskModel
 from keras_mtl.models.preprocessing import CleanStrings, FillMissing, StandardizeImage
 from keras_mtl.models.single_task_model import build_single_task_model
 from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
@@ -22,5 +25,8 @@ __all__ = [
     "build_model",
     "build_single_task_model",
     "compile_model",
+    "make_head",
+    "make_inputs",
     "make_optimizer",
+    "make_trunk",
 ]

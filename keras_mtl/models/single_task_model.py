@@ -3,32 +3,18 @@
 A single-task baseline is the multi-task model's Trunk with one head on it,
 trained on one task alone: the same inputs and encoding, the same `Trunk`
 (`model.trunk`, `model.width`, `model.depth`, `model.dropout`), one `TaskHead`
-of `model.head_units` x `model.head_depth`, the same optimizer. Delta-m
-(`keras_mtl.delta_m`) compares each task of a multi-task model with it.
+of `model.head_units` x `model.head_depth`, the same optimizer, all made by
+the functions that make the two-head model. Delta-m
+(`keras_mtl.evaluation.delta_m`) compares each task of a multi-task model with
+it.
 """
 
 import tensorflow as tf
 
-from keras_mtl import tasks as task_lib
-from keras_mtl.models.heads import TaskHead
-from keras_mtl.models.multi_task_model import (
-    DEFAULT_FEATURES,
-    MultiTaskModel,
-    _inputs_and_encoding,
-    make_optimizer,
-)
-from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
-
-
-def _find_task(config, task):
-    name = getattr(task, "name", task)
-    for candidate in config.tasks:
-        if candidate.name == name:
-            return candidate
-    raise ValueError(
-        f"No task {name!r} in the config. Expected one of {config.task_names}. "
-        f"Received: task={name!r}"
-    )
+from keras_mtl.models.build import compile_model, make_head, make_trunk
+from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
+from keras_mtl.models.multi_task_model import MultiTaskModel
+from keras_mtl.tasks import find_task
 
 
 def build_single_task_model(config, task, features=None, *, strategy=None):
@@ -55,41 +41,16 @@ def build_single_task_model(config, task, features=None, *, strategy=None):
     list(model.output)  # ["fine"]
     ```
     """
-    task = _find_task(config, task)
+    task = find_task(config, task)
     strategy = strategy or tf.distribute.get_strategy()
     features = tuple(features or DEFAULT_FEATURES)
-    model_config = config.model
-    dtype = "mixed_float16" if config.train.mixed_precision else None
-    trunk_class = ConvTrunk if model_config.trunk == "cnn" else MLPTrunk
     with strategy.scope():
-        inputs, x = _inputs_and_encoding(features)
-        trunk = trunk_class(
-            model_config.width,
-            model_config.depth,
-            model_config.dropout,
-            dtype=dtype,
-            name="trunk",
-        )
-        head = TaskHead(
-            units=model_config.head_units,
-            output_units=task_lib.output_units(task),
-            output_activation=task_lib.output_activation(task),
-            depth=model_config.head_depth,
-            dropout=model_config.dropout,
-            dtype=dtype,
-            name="head",
-        )
-        _, prediction = head(trunk(x))
+        inputs, x = make_inputs(features)
+        _, prediction = make_head(config, task, "head")(make_trunk(config)(x))
         model = MultiTaskModel(
             inputs=inputs,
             outputs={task.name: prediction},
             name=f"single_task_{task.name}",
         )
-        model.compile(
-            optimizer=make_optimizer(config.train),
-            loss={task.name: task_lib.make_loss(task)},
-            metrics={task.name: task_lib.make_metrics(task)},
-            jit_compile=config.train.jit_compile,
-            steps_per_execution=config.train.steps_per_execution,
-        )
+        compile_model(model, config, tasks=[task])
     return model

@@ -9,9 +9,9 @@ code.
 Example:
 
 ```python
-from keras_mtl.serving import Client, ModelConfig, ModelServer
+from keras_mtl.serving import Client, ModelServer, ServedModelConfig
 
-config = ModelConfig("shapes", "saved_models/shapes")
+config = ServedModelConfig("shapes", "saved_models/shapes")
 with ModelServer([config], rest_api_port=8501, grpc_port=8500):
     client = Client("127.0.0.1:8501", grpc="127.0.0.1:8500")
     client.predict("shapes", instances=[{"image": image.tolist()}])
@@ -22,11 +22,12 @@ from keras_mtl.serving.batching import BatchingParameters
 from keras_mtl.serving.client import Client
 from keras_mtl.serving.model_config import (
     MonitoringConfig,
+    ServedModelConfig,
     read_batching_parameters_file,
     read_model_config_file,
     read_monitoring_config_file,
 )
-from keras_mtl.serving.registry import ModelConfig, ModelSpec
+from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.server import ModelServer
 from keras_mtl.serving.status import Code, ServingError
 
@@ -34,12 +35,28 @@ __all__ = [
     "BatchingParameters",
     "Client",
     "Code",
-    "ModelConfig",
     "ModelServer",
     "ModelSpec",
     "MonitoringConfig",
+    "ServedModelConfig",
     "ServingError",
     "read_batching_parameters_file",
     "read_model_config_file",
     "read_monitoring_config_file",
 ]
+
+
+def __getattr__(name):
+    # `ModelConfig` was this class's name until 0.1; `keras_mtl.ModelConfig` is
+    # the architecture's config. The old name stays for one release.
+    if name == "ModelConfig":
+        import warnings
+
+        warnings.warn(
+            "keras_mtl.serving.ModelConfig is renamed ServedModelConfig; the old "
+            "name will be removed in the next release.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return ServedModelConfig
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -37,7 +37,6 @@ from google.protobuf import (
 
 from keras_mtl.serving.batching import BatchingParameters
 from keras_mtl.serving.metrics import PROMETHEUS_PATH
-from keras_mtl.serving.registry import ModelConfig
 
 _F = descriptor_pb2.FieldDescriptorProto
 _OPTIONAL, _REPEATED = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
@@ -166,6 +165,32 @@ def _parse(path, message_class, flag):
     return message
 
 
+@dataclasses.dataclass
+class ServedModelConfig:
+    """One served model: an entry of TF Serving's `model_config_list`.
+
+    Attributes:
+        name: The model's name in URLs and ModelSpecs.
+        base_path: The directory holding the integer version directories.
+        version_policy: `("latest", n)`, `("all",)` or
+            `("specific", (v1, v2, ...))`.
+        version_labels: Label -> version.
+    """
+
+    name: str
+    base_path: str
+    version_policy: tuple = ("latest", 1)
+    version_labels: dict = dataclasses.field(default_factory=dict)
+
+    def aspired(self, versions):
+        kind = self.version_policy[0]
+        if kind == "all":
+            return set(versions)
+        if kind == "specific":
+            return set(versions) & set(self.version_policy[1])
+        return set(sorted(versions)[-max(1, self.version_policy[1]) :])
+
+
 def _policy(config):
     policy = config.model_version_policy
     which = policy.WhichOneof("policy_choice")
@@ -183,7 +208,7 @@ def _policy(config):
 
 
 def read_model_config_file(path, prefer_installed=True):
-    """The models of a `--model_config_file` as `ModelConfig`s."""
+    """The models of a `--model_config_file` as `ServedModelConfig`s."""
     flag = "--model_config_file"
     message = _parse(path, model_server_config_class(prefer_installed), flag)
     if not message.HasField("model_config_list"):
@@ -205,7 +230,7 @@ def read_model_config_file(path, prefer_installed=True):
                 "SavedModels."
             )
         configs.append(
-            ModelConfig(
+            ServedModelConfig(
                 config.name,
                 config.base_path,  # relative paths are relative to the cwd, as in TF
                 _policy(config),

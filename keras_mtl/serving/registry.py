@@ -46,32 +46,6 @@ class ModelSpec:
 
 
 @dataclasses.dataclass
-class ModelConfig:
-    """One entry of TF Serving's `model_config_list`.
-
-    Attributes:
-        name: The model's name in URLs and ModelSpecs.
-        base_path: The directory holding the integer version directories.
-        version_policy: `("latest", n)`, `("all",)` or
-            `("specific", (v1, v2, ...))`.
-        version_labels: Label -> version.
-    """
-
-    name: str
-    base_path: str
-    version_policy: tuple = ("latest", 1)
-    version_labels: dict = dataclasses.field(default_factory=dict)
-
-    def aspired(self, versions):
-        kind = self.version_policy[0]
-        if kind == "all":
-            return set(versions)
-        if kind == "specific":
-            return set(versions) & set(self.version_policy[1])
-        return set(sorted(versions)[-max(1, self.version_policy[1]) :])
-
-
-@dataclasses.dataclass
 class Servable:
     """A loaded version: the model, and where it came from."""
 
@@ -95,7 +69,7 @@ class ModelRegistry:
     """Loads, serves and unloads the versions of several models.
 
     Args:
-        configs: `ModelConfig`s, one per model.
+        configs: `ServedModelConfig`s, one per model.
         poll_wait_seconds: Seconds between looks at the base paths; 0 looks
             once, a negative value never (as TF Serving's flag).
         warmup: Called with each new `Servable` before it is swapped in.
@@ -109,7 +83,7 @@ class ModelRegistry:
     Example:
 
     ```python
-    registry = ModelRegistry([ModelConfig("shapes", "saved_models/shapes")])
+    registry = ModelRegistry([ServedModelConfig("shapes", "saved_models/shapes")])
     registry.start()
     servable = registry.resolve(ModelSpec("shapes"))
     ```

@@ -47,7 +47,7 @@ class ModelServer:
     """Serves SavedModels over TF Serving's REST and gRPC APIs.
 
     Args:
-        configs: `ModelConfig`s of the models to serve.
+        configs: `ServedModelConfig`s of the models to serve.
         rest_api_port: REST port; 0 disables REST (as in TF Serving).
         grpc_port: gRPC port; 0 disables gRPC. Without the `serving` extra
             gRPC is off and a warning says so.
@@ -72,7 +72,7 @@ class ModelServer:
     Example:
 
     ```python
-    with ModelServer([ModelConfig("shapes", "saved_models/shapes")]) as server:
+    with ModelServer([ServedModelConfig("shapes", "saved_models/shapes")]) as server:
         print(server.rest_url)  # http://127.0.0.1:8501
     ```
     """

@@ -22,7 +22,7 @@ import keras
 import keras_tuner as kt
 
 from keras_mtl import tasks as task_lib
-from keras_mtl.delta_m import delta_m
+from keras_mtl.evaluation.delta_m import delta_m
 
 NAMED_OBJECTIVES = {
     "delta_m": "val_delta_m",

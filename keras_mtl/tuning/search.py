@@ -33,11 +33,11 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
-from keras_mtl.baselines import load_baselines, train_baselines
 from keras_mtl.config import Config, config_from_dict, resolve_path
 from keras_mtl.data import load_datasets
 from keras_mtl.distribute import make_strategy
-from keras_mtl.evaluation import EvaluationReport, evaluation_report
+from keras_mtl.evaluation.baselines import load_baselines, train_baselines
+from keras_mtl.evaluation.report import EvaluationReport, evaluation_report
 from keras_mtl.export import export_run
 from keras_mtl.training import run_dir_for
 from keras_mtl.tuning.hypermodel import MultiTaskHyperModel, check_search_space

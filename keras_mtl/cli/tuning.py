@@ -1,4 +1,4 @@
-"""`keras-mtl baseline` and `keras-mtl tune`, registered by `keras_mtl.cli`.
+"""`keras-mtl baseline` and `keras-mtl tune`.
 
 keras-mtl baseline [--preset NAME | --config FILE] [--set KEY=VALUE ...]
                    [--seeds 0 1 2] [--model DIR] [--retrain] [--json]
@@ -10,26 +10,21 @@ keras-mtl tune [--preset NAME | --config FILE] [--set KEY=VALUE ...]
 import json
 import sys
 
-
-def _config(args, extra=()):
-    from keras_mtl.cli import _load_config
-
-    args.overrides = [*args.overrides, *extra]
-    return _load_config(args)
+from keras_mtl.cli.common import add_config_arguments, load_config_from_args
 
 
 def _cmd_baseline(args):
     import keras_mtl
-    from keras_mtl.baselines import baseline_key
+    from keras_mtl.evaluation.baselines import baseline_key
 
-    config = _config(args)
+    config = load_config_from_args(args)
     baselines = keras_mtl.train_baselines(
         config, seeds=args.seeds, retrain=args.retrain, verbose=args.verbose
     )
     output = baselines.to_dict()
     text = baselines.to_markdown()
     if args.model:
-        from keras_mtl.evaluation import evaluate_saved_model
+        from keras_mtl.evaluation.report import evaluate_saved_model
         from keras_mtl.saved_model import LoadedModel
 
         recorded = keras_mtl.config_from_dict(
@@ -62,7 +57,7 @@ def _cmd_tune(args):
         for key in ("tuner", "max_trials", "objective")
         if getattr(args, key) is not None
     ]
-    config = _config(args, extra)
+    config = load_config_from_args(args, extra)
     try:
         result = keras_mtl.run_search(
             config,
@@ -94,7 +89,7 @@ def _cmd_tune(args):
         print(result.export_path)
 
 
-def add_commands(commands, add_config_arguments):
+def add_commands(commands):
     """Adds `baseline` and `tune` to the `keras-mtl` sub-command parsers."""
     baseline = commands.add_parser(
         "baseline", help="train (or load) the single-task baselines; delta-m"

@@ -8,9 +8,6 @@ Each worker runs the same `keras-mtl train` arguments with
 
 import sys
 
-from keras_mtl.config import resolve_path
-from keras_mtl.multi_worker.launcher import ClusterError, LocalCluster
-
 
 def add_launcher_arguments(parser):
     """Adds --workers, --max-restarts, --startup-timeout and --timeout."""
@@ -53,6 +50,9 @@ def launch_workers(args, config):
         ValueError: A bad option (the CLI prints it and exits with 2).
         RuntimeError: The cluster failed (exit status 1).
     """
+    from keras_mtl.config import resolve_path
+    from keras_mtl.multi_worker.launcher import ClusterError, LocalCluster
+
     if args.workers is None:
         raise ValueError(
             "--max-restarts restarts a local cluster: it needs --workers N. On "

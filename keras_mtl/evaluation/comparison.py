@@ -24,12 +24,12 @@ import json
 import time
 
 from keras_mtl import tasks as task_lib
-from keras_mtl.baselines import train_baselines
 from keras_mtl.config import WEIGHTING_METHODS
 from keras_mtl.data import load_datasets
-from keras_mtl.delta_m import delta_m_summary, mean_and_std
 from keras_mtl.distribute import make_strategy
-from keras_mtl.evaluation import evaluation_report
+from keras_mtl.evaluation.baselines import train_baselines
+from keras_mtl.evaluation.delta_m import delta_m_summary, mean_and_std
+from keras_mtl.evaluation.report import evaluation_report
 from keras_mtl.training import run_dir_for, train
 
 

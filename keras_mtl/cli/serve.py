@@ -28,8 +28,11 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, received {text!r}")
 
 
-def add_arguments(parser):
-    """Adds the serve flags to an argparse parser."""
+def add_commands(commands):
+    """Adds `serve` to the `keras-mtl` sub-command parsers."""
+    parser = commands.add_parser(
+        "serve", help="serve SavedModels over TF Serving's REST and gRPC APIs"
+    )
     flag = parser.add_argument
     flag("--model_name", default="default", help="name of the model (default)")
     flag("--model_base_path", help="directory of integer version directories")
@@ -85,7 +88,7 @@ def server_from_args(args):
     """The `ModelServer` a parsed serve command line describes."""
     from keras_mtl.serving import model_config
     from keras_mtl.serving.batching import BatchingParameters
-    from keras_mtl.serving.registry import ModelConfig
+    from keras_mtl.serving.model_config import ServedModelConfig
     from keras_mtl.serving.server import ModelServer
 
     if args.model_config_file:
@@ -96,7 +99,7 @@ def server_from_args(args):
                 "--model_base_path must be a directory of integer version "
                 f"directories. Received: --model_base_path={args.model_base_path!r}"
             )
-        configs = [ModelConfig(args.model_name, args.model_base_path)]
+        configs = [ServedModelConfig(args.model_name, args.model_base_path)]
     else:
         raise ValueError(
             "Pass --model_base_path (with --model_name) or --model_config_file."

@@ -104,7 +104,7 @@ class EvaluationReport:
 
     def delta_m(self, baselines, split="test"):
         """Delta-m in percent against `baselines` (a `Baselines` or metrics dict)."""
-        from keras_mtl.delta_m import delta_m
+        from keras_mtl.evaluation.delta_m import delta_m
 
         reference = (
             baselines.metrics(split) if hasattr(baselines, "metrics") else baselines

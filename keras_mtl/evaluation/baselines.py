@@ -33,10 +33,10 @@ import keras
 import tensorflow as tf
 
 from keras_mtl import tasks as task_lib
-from keras_mtl.delta_m import mean_and_std, mean_metrics
 from keras_mtl.distribute import make_strategy
-from keras_mtl.evaluation import evaluate_predictions
-from keras_mtl.models.single_task_model import _find_task, build_single_task_model
+from keras_mtl.evaluation.delta_m import mean_and_std, mean_metrics
+from keras_mtl.evaluation.report import evaluate_predictions
+from keras_mtl.models.single_task_model import build_single_task_model
 from keras_mtl.training import TrainingDivergedError, run_dir_for
 
 logger = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ BUDGET_FIELDS = (
 
 def baseline_fields(config, task):
     """The config fields a task's baseline depends on, as a dict."""
-    task = _find_task(config, task)
+    task = task_lib.find_task(config, task)
     settings = config.to_dict()
     model = dict(settings["model"])
     for key in ("head2_input", "stop_gradient"):
@@ -80,7 +80,7 @@ def baseline_key(config, task):
 
 def baseline_path(config, task, seed):
     """Where the cached baseline of `task` and `seed` lives."""
-    task = _find_task(config, task)
+    task = task_lib.find_task(config, task)
     name = f"{task.name}-{baseline_key(config, task)}-seed{seed}.json"
     return run_dir_for(config) / "baselines" / name
 
@@ -209,7 +209,7 @@ def _write_atomically(path, text):
 
 def train_baseline(config, task, seed, *, datasets, strategy, verbose=0):
     """Trains one task's baseline with one seed; returns its record (not cached)."""
-    task = _find_task(config, task)
+    task = task_lib.find_task(config, task)
     keras.utils.set_random_seed(seed)
     model = build_single_task_model(config, task, datasets.features, strategy=strategy)
 

@@ -1,0 +1,127 @@
+"""`keras-mtl evaluate` and `keras-mtl predict`: an exported SavedModel at work.
+
+    keras-mtl evaluate --model DIR [--split test|validation] [--set KEY=VALUE ...]
+    keras-mtl predict --model DIR --input FILE
+
+`predict` takes TF Serving's request body (rows or columns), a CSV with one
+column per input, or a `.npy` array for a single-input model, and prints what
+TF Serving would answer, through the same JSON codec as `keras-mtl serve`.
+"""
+
+import json
+from pathlib import Path
+
+from keras_mtl.cli.common import UsageError
+
+
+def _cmd_evaluate(args):
+    from keras_mtl.evaluation.report import evaluate_saved_model
+
+    metrics = evaluate_saved_model(args.model, args.split, args.overrides)
+    print(json.dumps(metrics, indent=1))
+
+
+def _read_inputs(path, input_specs):
+    import numpy as np
+
+    from keras_mtl.saved_model import rows_to_columns
+
+    input_names = sorted(input_specs)
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"--input: no such file: {path}")
+    if path.suffix == ".npy":
+        if len(input_names) != 1:
+            raise UsageError(
+                f"--input: a .npy file feeds a model with one input; this one has "
+                f"{sorted(input_names)}. Use JSON rows or CSV."
+            )
+        return {input_names[0]: np.load(path, allow_pickle=False)}
+    if path.suffix == ".csv":
+        import csv
+
+        with open(path, newline="") as file:
+            rows = list(csv.DictReader(file, skipinitialspace=True))
+        columns = rows_to_columns(rows, input_names)
+        for name, spec in input_specs.items():  # CSV holds text; "" is missing.
+            if spec.dtype.is_floating and name in columns:
+                columns[name] = [
+                    float(v) if v.strip() else float("nan") for v in columns[name]
+                ]
+        return columns
+    raise UsageError(f"--input: expected a .json, .csv or .npy file. Received: {path}")
+
+
+def _predict_json(model, path):
+    """A TF Serving request body (or a plain list of rows) through the same
+    JSON codec as `keras-mtl serve`; returns the response body."""
+    from keras_mtl.saved_model import SIGNATURE
+    from keras_mtl.serving.json_predict import (
+        predict_request_from_json,
+        tensors_to_json,
+    )
+    from keras_mtl.serving.status import ServingError
+
+    body = path.read_bytes()
+    if body.lstrip().startswith(b"["):  # plain rows: TF Serving's "instances"
+        body = b'{"instances": ' + body + b"}"
+
+    def input_infos(signature_name):
+        if (signature_name or SIGNATURE) not in model.signature_inputs:
+            raise UsageError(
+                f"--input: the model has no signature {signature_name!r}; it has "
+                f"{sorted(model.signature_inputs)}."
+            )
+        return model.signature_inputs[signature_name or SIGNATURE]
+
+    try:
+        request = predict_request_from_json(body, input_infos)
+        if (request.signature_name or SIGNATURE) == SIGNATURE:
+            outputs = model.predict(request.inputs)
+        else:
+            outputs = model.run(request.inputs, request.signature_name)
+        return tensors_to_json(outputs, request.format)
+    except ServingError as error:
+        raise UsageError(f"--input {path}: {error.message}") from None
+
+
+def _cmd_predict(args):
+    from keras_mtl.saved_model import LoadedModel
+    from keras_mtl.serving.json_predict import ROW, tensors_to_json
+
+    model = LoadedModel(args.model)
+    path = Path(args.input)
+    if path.is_file() and path.suffix not in (".npy", ".csv"):
+        print(_predict_json(model, path).decode())
+        return
+    outputs = model.predict(_read_inputs(args.input, model.input_specs))
+    print(tensors_to_json(outputs, ROW).decode())
+
+
+def add_commands(commands):
+    """Adds `evaluate` and `predict` to the `keras-mtl` sub-command parsers."""
+    evaluate = commands.add_parser(
+        "evaluate", help="per-task test metrics of a SavedModel"
+    )
+    evaluate.add_argument(
+        "--model", required=True, help="a SavedModel version or model directory"
+    )
+    evaluate.add_argument("--split", choices=("test", "validation"), default="test")
+    evaluate.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override the recorded config, e.g. data.path=/new/place.csv",
+    )
+    evaluate.set_defaults(run=_cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="predictions of a SavedModel as JSON")
+    predict.add_argument(
+        "--model", required=True, help="a SavedModel version or model directory"
+    )
+    predict.add_argument(
+        "--input", required=True, help="JSON rows ({'instances': [...]}), CSV or .npy"
+    )
+    predict.set_defaults(run=_cmd_predict)

@@ -1,0 +1,36 @@
+"""Evaluation: per-task reports, delta-m, single-task baselines, comparisons.
+
+| module | what it holds |
+|---|---|
+| `report` | `evaluate`, `evaluation_report`, `evaluate_saved_model`: each task's loss and metrics on a split |
+| `delta_m` | `delta_m` and friends: the mean relative change of each task's headline metric against a baseline |
+| `baselines` | `train_baselines`, `load_baselines`: single-task models of each task, trained and cached per seed |
+| `comparison` | `compare_weightings`: one config trained once per loss-weighting method and seed, in one table |
+"""
+
+from keras_mtl.evaluation.baselines import Baselines, load_baselines, train_baselines
+from keras_mtl.evaluation.comparison import WeightingComparison, compare_weightings
+from keras_mtl.evaluation.delta_m import delta_m, delta_m_per_task, delta_m_summary
+from keras_mtl.evaluation.report import (
+    EvaluationReport,
+    evaluate,
+    evaluate_predictions,
+    evaluate_saved_model,
+    evaluation_report,
+)
+
+__all__ = [
+    "Baselines",
+    "EvaluationReport",
+    "WeightingComparison",
+    "compare_weightings",
+    "delta_m",
+    "delta_m_per_task",
+    "delta_m_summary",
+    "evaluate",
+    "evaluate_predictions",
+    "evaluate_saved_model",
+    "evaluation_report",
+    "load_baselines",
+    "train_baselines",
+]

@@ -1,0 +1,156 @@
+"""`build_model`: Input -> Trunk -> Head 1 -> Head 2, built and compiled.
+
+The seed diagram's boxes are the model's names: the inputs (one per feature),
+`model.get_layer("trunk")`, `model.get_layer("head1")`,
+`model.get_layer("head2")`, and one output per task, named after the task, each
+with its own loss (Loss 1 on Head 1's prediction, Loss 2 on Head 2's).
+
+The blocks are made here once (`make_trunk`, `make_head`) and compiled here
+once (`compile_model`), for the two-head model and for the single-task
+baselines alike (`keras_mtl.models.single_task_model`).
+"""
+
+import keras
+import tensorflow as tf
+
+from keras_mtl import tasks as task_lib
+from keras_mtl.models.heads import TaskHead
+from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
+from keras_mtl.models.multi_task_model import MultiTaskModel
+from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
+
+TRUNKS = {"cnn": ConvTrunk, "mlp": MLPTrunk}
+
+
+def layer_dtype(config):
+    """The blocks' dtype policy: `mixed_float16` with `train.mixed_precision`."""
+    return "mixed_float16" if config.train.mixed_precision else None
+
+
+def make_trunk(config):
+    """The Trunk that `config.model.trunk` names, as the layer `"trunk"`."""
+    model = config.model
+    return TRUNKS[model.trunk](
+        model.width, model.depth, model.dropout, dtype=layer_dtype(config), name="trunk"
+    )
+
+
+def make_head(config, task, name, stop_gradient=False):
+    """A `TaskHead` of `config.model`'s size whose output fits `task`."""
+    model = config.model
+    return TaskHead(
+        units=model.head_units,
+        output_units=task_lib.output_units(task),
+        output_activation=task_lib.output_activation(task),
+        depth=model.head_depth,
+        dropout=model.dropout,
+        stop_gradient=stop_gradient,
+        dtype=layer_dtype(config),
+        name=name,
+    )
+
+
+def make_optimizer(train):
+    """The optimizer named by `train.optimizer` at `train.learning_rate`."""
+    optimizers = {
+        "adam": keras.optimizers.Adam,
+        "adamw": keras.optimizers.AdamW,
+        "sgd": keras.optimizers.SGD,
+    }
+    optimizer = optimizers[train.optimizer](learning_rate=train.learning_rate)
+    if train.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def compile_model(model, config, tasks=None):
+    """Compiles `model` with one loss and metric list per task.
+
+    With both of `config`'s tasks (the default) it also compiles their
+    `loss_weights` and sets the loss weighting from `config.weighting`. With
+    one task (a single-task baseline) the model is compiled with that task's
+    loss and metrics alone, unweighted.
+
+    Args:
+        model: A model whose outputs are a dict keyed by task name.
+        config: A `keras_mtl.Config`.
+        tasks: The `TaskConfig`s of the model's outputs; default
+            `config.tasks`.
+
+    Returns:
+        The model.
+    """
+    from keras_mtl.weighting import make_weighting
+
+    tasks = list(config.tasks if tasks is None else tasks)
+    multi_task = len(tasks) > 1
+    model.compile(
+        optimizer=make_optimizer(config.train),
+        loss={task.name: task_lib.make_loss(task) for task in tasks},
+        loss_weights=(
+            {task.name: task.weight for task in tasks} if multi_task else None
+        ),
+        metrics={task.name: task_lib.make_metrics(task) for task in tasks},
+        jit_compile=config.train.jit_compile,
+        steps_per_execution=config.train.steps_per_execution,
+    )
+    if not multi_task:
+        return model
+    if isinstance(model, MultiTaskModel):
+        model.set_weighting(make_weighting(config))
+    elif config.weighting.method != "static":
+        raise ValueError(
+            f"weighting.method={config.weighting.method!r} needs a "
+            f"keras_mtl.MultiTaskModel (build_model makes one). Received: "
+            f"{type(model).__name__}"
+        )
+    return model
+
+
+def build_model(config, features=None, *, strategy=None, compile=True):
+    """Builds, and by default compiles, the two-head model of `config`.
+
+    Building and compiling happen inside `strategy.scope()`; training, tuning
+    and the notebooks all call this one function.
+
+    Args:
+        config: A `keras_mtl.Config`.
+        features: The input specs (`Datasets.features`); defaults to one
+            32x32x3 image named "image", the `shapes` input.
+        strategy: A `tf.distribute.Strategy`; defaults to the current one.
+        compile: Whether to compile with the tasks' losses, `loss_weights`
+            and metrics.
+
+    Returns:
+        A `MultiTaskModel` whose outputs are a dict keyed by the task names.
+
+    Example:
+
+    ```python
+    model = build_model(load_config("shapes"))
+    model.get_layer("head2")
+    ```
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    features = tuple(features or DEFAULT_FEATURES)
+    task1, task2 = config.tasks
+    with strategy.scope():
+        inputs, x = make_inputs(features)
+        shared = make_trunk(config)(x)
+        head1 = make_head(config, task1, "head1")
+        head2 = make_head(
+            config, task2, "head2", stop_gradient=config.model.stop_gradient
+        )
+        head1_features, prediction1 = head1(shared)
+        head2_inputs = head1_features
+        if config.model.head2_input == "features+prediction":
+            head2_inputs = [head1_features, prediction1]
+        _, prediction2 = head2(head2_inputs)
+        model = MultiTaskModel(
+            inputs=inputs,
+            outputs={task1.name: prediction1, task2.name: prediction2},
+            name="multi_task_model",
+        )
+        if compile:
+            compile_model(model, config)
+    return model
