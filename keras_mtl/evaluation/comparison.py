@@ -24,7 +24,7 @@ import json
 import time
 
 from keras_mtl import tasks as task_lib
-from keras_mtl.config import WEIGHTING_METHODS
+from keras_mtl.config import weighting_methods
 from keras_mtl.data import load_datasets
 from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation.baselines import train_baselines
@@ -182,19 +182,20 @@ class WeightingComparison:
 
 
 def _check_methods(methods):
-    methods = list(methods)
-    unknown = [method for method in methods if method not in WEIGHTING_METHODS]
+    known = weighting_methods.names()
+    methods = list(known if methods is None else methods)
+    unknown = [method for method in methods if method not in known]
     if unknown or not methods or len(set(methods)) != len(methods):
         raise ValueError(
             "Expected distinct weighting methods from "
-            f"{list(WEIGHTING_METHODS)}. Received: methods={methods}"
+            f"{list(known)}. Received: methods={methods}"
         )
     return methods
 
 
 def compare_weightings(
     config,
-    methods=WEIGHTING_METHODS,
+    methods=None,
     *,
     seeds=None,
     strategy=None,
@@ -213,7 +214,8 @@ def compare_weightings(
     Args:
         config: A `keras_mtl.Config`; its `[weighting]` settings apply to
             every method that uses them.
-        methods: `weighting.method` values, in table order.
+        methods: `weighting.method` values, in table order; default: every
+            registered method.
         seeds: Training seeds; default `[config.train.seed]`.
         strategy: A `tf.distribute.Strategy`; `make_strategy(config.train)`
             by default.

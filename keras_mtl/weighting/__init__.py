@@ -13,8 +13,16 @@
 `MultiTaskModel.set_weighting(weighting)` attaches one; `compile_model` does it
 from `config.weighting`. The weighting's state is saved with `.keras` files and
 weight checkpoints, never in exported SavedModels.
+
+Each method is registered once, with its class, its config keys and whether
+it allows `model.stop_gradient`, in `keras_mtl/config/weighting_methods.py`;
+`make_weighting`, `METHODS` and the config's `[weighting]` keys follow from
+that registration.
 """
 
+from collections.abc import Mapping
+
+from keras_mtl.config import weighting_methods
 from keras_mtl.weighting.base import Weighting, task_losses
 from keras_mtl.weighting.dwa import DWAWeighting
 from keras_mtl.weighting.famo import FAMOWeighting
@@ -24,22 +32,31 @@ from keras_mtl.weighting.rlw import RLWWeighting
 from keras_mtl.weighting.static import StaticWeighting
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting
 
-METHODS = {
-    cls.method: cls
-    for cls in (
-        StaticWeighting,
-        UncertaintyWeighting,
-        DWAWeighting,
-        RLWWeighting,
-        GradNormWeighting,
-        PCGradWeighting,
-        FAMOWeighting,
-    )
-}
+
+class _RegisteredClasses(Mapping):
+    """`weighting.method` -> class, for every method registered now."""
+
+    def __getitem__(self, method):
+        if method not in weighting_methods.names():
+            raise KeyError(method)
+        return weighting_methods.spec(method).load_class()
+
+    def __iter__(self):
+        return iter(weighting_methods.names())
+
+    def __len__(self):
+        return len(weighting_methods.names())
+
+
+METHODS = _RegisteredClasses()
 
 
 def make_weighting(config):
     """The weighting named by `config.weighting.method`, for `config`'s tasks.
+
+    The method's registration (`keras_mtl.config.weighting_methods`) names
+    its class and maps the `weighting.<method>_<parameter>` keys to the
+    constructor's arguments.
 
     Args:
         config: A `keras_mtl.Config`.
@@ -54,28 +71,15 @@ def make_weighting(config):
     model.set_weighting(make_weighting(config))
     ```
     """
-    settings, names = config.weighting, config.task_names
-    parameters = {
-        "static": {},
-        "uncertainty": {"learning_rate": settings.uncertainty_learning_rate},
-        "dwa": {"temperature": settings.dwa_temperature},
-        "rlw": {"seed": settings.rlw_seed},
-        "gradnorm": {
-            "alpha": settings.gradnorm_alpha,
-            "learning_rate": settings.gradnorm_learning_rate,
-        },
-        "pcgrad": {},
-        "famo": {
-            "learning_rate": settings.famo_learning_rate,
-            "gamma": settings.famo_gamma,
-        },
-    }
+    settings = config.weighting
     if settings.method not in METHODS:
         raise ValueError(
             f"Unknown weighting method. Expected one of {sorted(METHODS)}. "
             f"Received: weighting.method={settings.method!r}"
         )
-    return METHODS[settings.method](names, **parameters[settings.method])
+    method = weighting_methods.spec(settings.method)
+    arguments = method.constructor_arguments(settings)
+    return method.load_class()(config.task_names, **arguments)
 
 
 def weighting_from_config(config):

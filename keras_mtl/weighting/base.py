@@ -27,6 +27,8 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_mtl.config import weighting_methods
+
 
 def replicas():
     """How many replicas share each global batch (1 outside a strategy)."""
@@ -159,7 +161,8 @@ def track_total_loss(model, total, x):
 class Weighting:
     """Base class of the weighting methods.
 
-    A subclass sets `method`, creates its state in `build_state`, and defines
+    A subclass sets `method` (its name in `keras_mtl.config.weighting_methods`,
+    where it is registered), creates its state in `build_state`, and defines
     `loss_weights` (and optionally `regularizer`, `update`, `callbacks`); the
     gradient methods (`gradnorm`, `pcgrad`) override `train_step`.
 
@@ -190,6 +193,13 @@ class Weighting:
                 f"Weighting tasks {missing} are not outputs of the model "
                 f"(expected a dict of outputs with keys {sorted(outputs)}). "
                 f"Received: task_names={self.task_names}"
+            )
+        registered = self.method in weighting_methods.names()
+        if registered and not weighting_methods.spec(self.method).allows_stop_gradient:
+            weighting_methods.check_stop_gradient(
+                self.method,
+                getattr(model.get_layer("head2"), "stop_gradient", False),
+                f"model {model.name!r}, whose Head 2 has stop_gradient=True",
             )
         with model.distribute_strategy.scope():
             self.build_state(model)

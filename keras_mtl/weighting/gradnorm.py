@@ -93,13 +93,6 @@ class GradNormWeighting(Weighting):
         self.learning_rate = learning_rate
 
     def build_state(self, model):
-        head2 = model.get_layer("head2")
-        if getattr(head2, "stop_gradient", False):
-            raise ValueError(
-                "gradnorm compares both losses' gradients on Head 1, but Head 2 "
-                "has stop_gradient=True, which keeps Loss 2 out of it. Build the "
-                "model with model.stop_gradient=false or use another method."
-            )
         count = len(self.task_names)
         self.logits = state_variable([0.0] * count, "gradnorm_logits", trainable=True)
         self.initial_losses = state_variable([1.0] * count, "gradnorm_initial_losses")

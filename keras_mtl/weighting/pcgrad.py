@@ -83,16 +83,6 @@ class PCGradWeighting(Weighting):
 
     method = "pcgrad"
 
-    def build_state(self, model):
-        head2 = model.get_layer("head2")
-        if getattr(head2, "stop_gradient", False):
-            raise ValueError(
-                "pcgrad projects Loss 2's gradient on Head 1 and the Trunk, but "
-                "Head 2 has stop_gradient=True, which keeps Loss 2 out of them. "
-                "Build the model with model.stop_gradient=false or use another "
-                "method."
-            )
-
     def loss_weights(self, model, losses=None, training=True):
         return compiled_loss_weights(model, self.task_names)
 

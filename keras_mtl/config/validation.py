@@ -1,0 +1,171 @@
+"""Checks a built `Config` for values that its types allow but a run cannot use."""
+
+import math
+
+from keras_mtl.config import weighting_methods
+
+DATA_SOURCES = ("shapes", "tfds", "csv")
+TASK_KINDS = ("multiclass", "binary", "regression")
+TRUNKS = ("mlp", "cnn")
+HEAD2_INPUTS = ("features", "features+prediction")
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+TUNERS = ("random", "bayesian", "hyperband")
+
+
+def _fail(source, key, expected, value):
+    raise ValueError(f"{source}: `{key}` must be {expected}. Received: {key}={value!r}")
+
+
+def _one_of(source, key, value, choices):
+    if value not in choices:
+        _fail(source, key, f"one of {list(choices)}", value)
+
+
+def _at_least(source, key, value, minimum):
+    if not value >= minimum or (isinstance(value, float) and not math.isfinite(value)):
+        _fail(source, key, f">= {minimum}", value)
+
+
+def validate(config, source):
+    """Raises `ValueError` naming the key and `source` for an impossible value."""
+    if (
+        not config.name
+        or not config.name.replace("-", "_").replace(".", "_").isidentifier()
+    ):
+        _fail(source, "name", "a name of letters, digits, '_', '-' or '.'", config.name)
+    _validate_data(config.data, source)
+    _validate_tasks(config, source)
+    _validate_model(config.model, source)
+    _validate_train(config.train, source)
+    _validate_weighting(config, source)
+    _validate_tuning(config.tuning, source)
+
+
+def _validate_data(data, source):
+    _one_of(source, "data.source", data.source, DATA_SOURCES)
+    if data.source == "csv" and not data.path:
+        _fail(source, "data.path", "the path of a CSV file when data.source='csv'", "")
+    if data.source == "tfds" and not data.dataset:
+        _fail(source, "data.dataset", "a TFDS dataset name such as 'cifar100'", "")
+    for key in ("test_fraction", "validation_fraction"):
+        value = getattr(data, key)
+        if not 0.0 <= value < 1.0:
+            _fail(source, f"data.{key}", "in [0, 1)", value)
+    if data.test_fraction + data.validation_fraction >= 1.0:
+        _fail(
+            source,
+            "data.validation_fraction",
+            f"< 1 - data.test_fraction = {1 - data.test_fraction}",
+            data.validation_fraction,
+        )
+    _at_least(source, "data.max_examples", data.max_examples, 0)
+    _at_least(source, "data.shuffle_buffer", data.shuffle_buffer, 1)
+
+
+def _validate_tasks(config, source):
+    if len(config.tasks) != 2:
+        raise ValueError(
+            f"{source}: expected exactly two [[tasks]] tables, Head 1's task then "
+            f"Head 2's. Received: {len(config.tasks)} task(s)"
+        )
+    names = config.task_names
+    if len(set(names)) != 2:
+        _fail(source, "tasks.name", "two different task names", names)
+    for index, task in enumerate(config.tasks):
+        key = f"tasks.{index}"
+        if not task.name.isidentifier():
+            _fail(
+                source,
+                f"{key}.name",
+                "a Python identifier (it names an output)",
+                task.name,
+            )
+        _one_of(source, f"{key}.kind", task.kind, TASK_KINDS)
+        if task.kind == "multiclass":
+            _at_least(source, f"{key}.num_classes", task.num_classes, 2)
+        _at_least(source, f"{key}.weight", task.weight, 0.0)
+
+
+def _validate_model(model, source):
+    _one_of(source, "model.trunk", model.trunk, TRUNKS)
+    _one_of(source, "model.head2_input", model.head2_input, HEAD2_INPUTS)
+    for key in ("width", "depth", "head_units", "head_depth"):
+        _at_least(source, f"model.{key}", getattr(model, key), 1)
+    if not 0.0 <= model.dropout < 1.0:
+        _fail(source, "model.dropout", "in [0, 1)", model.dropout)
+
+
+def _validate_train(train, source):
+    _at_least(source, "train.epochs", train.epochs, 1)
+    _at_least(source, "train.batch_size", train.batch_size, 1)
+    _at_least(source, "train.steps_per_execution", train.steps_per_execution, 1)
+    _at_least(source, "train.replicas", train.replicas, 0)
+    _at_least(source, "train.early_stopping_patience", train.early_stopping_patience, 0)
+    if not train.learning_rate > 0 or not math.isfinite(train.learning_rate):
+        _fail(source, "train.learning_rate", "a number > 0", train.learning_rate)
+    _one_of(source, "train.strategy", train.strategy, STRATEGIES)
+    _one_of(source, "train.optimizer", train.optimizer, OPTIMIZERS)
+    if train.strategy == "default" and train.replicas > 1:
+        _fail(
+            source,
+            "train.replicas",
+            "0 or 1 with train.strategy='default' (use 'mirrored' or 'auto' "
+            "for more replicas)",
+            train.replicas,
+        )
+    if train.replicas > 1 and train.batch_size % train.replicas:
+        _fail(
+            source,
+            "train.batch_size",
+            f"divisible by train.replicas={train.replicas} so that every "
+            "replica gets an equal share of each batch",
+            train.batch_size,
+        )
+
+
+def _flatten_choices(tree, prefix=""):
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten_choices(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def _validate_log_range(source, key, value, allow_empty):
+    if allow_empty and not value:
+        return
+    if len(value) != 2 or not 0 < value[0] <= value[1]:
+        _fail(source, key, "[min, max] with 0 < min <= max", value)
+
+
+def _validate_tuning(tuning, source):
+    _one_of(source, "tuning.tuner", tuning.tuner, TUNERS)
+    _at_least(source, "tuning.max_trials", tuning.max_trials, 1)
+    _at_least(source, "tuning.executions_per_trial", tuning.executions_per_trial, 1)
+    _at_least(source, "tuning.hyperband_factor", tuning.hyperband_factor, 2)
+    _at_least(source, "tuning.seed", tuning.seed, 0)
+    _validate_log_range(source, "tuning.weight_ratio", tuning.weight_ratio, False)
+    _validate_log_range(source, "tuning.learning_rate", tuning.learning_rate, True)
+    # TOML dotted keys (`model.width = [...]`) and `--set
+    # tuning.choices.model.width=[...]` both nest; keep one flat form.
+    tuning.choices = _flatten_choices(tuning.choices)
+    for key, values in tuning.choices.items():
+        if not isinstance(values, list) or not values:
+            _fail(source, f"tuning.choices.{key}", "a non-empty list of values", values)
+
+
+def _validate_weighting(config, source):
+    weighting = config.weighting
+    _one_of(source, "weighting.method", weighting.method, weighting_methods.names())
+    for method in weighting_methods.specs():
+        for parameter, key in zip(method.parameters, method.config_keys(), strict=True):
+            value = getattr(weighting, key)
+            constraint = parameter.constraint
+            if constraint is not None and not constraint.check(value):
+                _fail(source, f"weighting.{key}", constraint.expected, value)
+    weighting_methods.check_stop_gradient(
+        weighting.method, config.model.stop_gradient, source
+    )
