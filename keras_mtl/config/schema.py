@@ -34,6 +34,16 @@ class DataConfig:
     seed: int = 0
     shuffle_buffer: int = 10_000
     cache: bool = True
+    # Rows missing one task's label: "mask" keeps them for the other task
+    # (the task's loss skips them), "drop" drops them.
+    missing_labels: str = "mask"
+    # Task name -> fraction of its training labels kept (a seeded draw hides
+    # the rest): {income = 0.05}.
+    label_fraction: dict = dataclasses.field(default_factory=dict)
+    # The splits label_fraction applies to.
+    label_fraction_splits: list[str] = dataclasses.field(
+        default_factory=lambda: ["train"]
+    )
 
 
 @dataclasses.dataclass
@@ -46,6 +56,14 @@ class TaskConfig:
     weight: float = 1.0
     label: str = ""
     positive: str = ""
+    # Standardise a regression target for its loss (predictions stay in its units).
+    normalize: bool = True
+    # A label value that means "no label" in a TFDS feature (-1, NaN always do).
+    missing_label: int = -1
+    # CSV: a column of per-row weights for this task's loss.
+    sample_weight_column: str = ""
+    # "balanced", or a table of class -> weight: {">50K" = 3.0}.
+    class_weight: str | dict = ""
 
     @property
     def label_key(self):

@@ -11,6 +11,8 @@ HEAD2_INPUTS = ("features", "features+prediction")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 TUNERS = ("random", "bayesian", "hyperband")
+MISSING_LABELS = ("mask", "drop")
+SPLITS = ("train", "validation", "test")
 
 
 def _fail(source, key, expected, value):
@@ -36,6 +38,7 @@ def validate(config, source):
         _fail(source, "name", "a name of letters, digits, '_', '-' or '.'", config.name)
     _validate_data(config.data, source)
     _validate_tasks(config, source)
+    _validate_labels(config, source)
     _validate_model(config.model, source)
     _validate_train(config.train, source)
     _validate_weighting(config, source)
@@ -85,6 +88,48 @@ def _validate_tasks(config, source):
         if task.kind == "multiclass":
             _at_least(source, f"{key}.num_classes", task.num_classes, 2)
         _at_least(source, f"{key}.weight", task.weight, 0.0)
+
+
+def _validate_labels(config, source):
+    data = config.data
+    _one_of(source, "data.missing_labels", data.missing_labels, MISSING_LABELS)
+    for task_name, fraction in data.label_fraction.items():
+        key = f"data.label_fraction.{task_name}"
+        if task_name not in config.task_names:
+            raise ValueError(
+                f"{source}: `data.label_fraction` names no task {task_name!r}. "
+                f"Expected one of {config.task_names}. Received: {key}={fraction!r}"
+            )
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            _fail(source, key, "a number in (0, 1]", fraction)
+        if not 0.0 < fraction <= 1.0:
+            _fail(source, key, "in (0, 1]", fraction)
+    for split in data.label_fraction_splits:
+        _one_of(source, "data.label_fraction_splits", split, SPLITS)
+    for index, task in enumerate(config.tasks):
+        key = f"tasks.{index}.class_weight"
+        weights = task.class_weight
+        if isinstance(weights, str):
+            if weights not in ("", "balanced"):
+                _fail(source, key, "'balanced' or a table of class -> weight", weights)
+        elif isinstance(weights, dict):
+            for label, weight in weights.items():
+                if isinstance(weight, bool) or not isinstance(weight, int | float):
+                    _fail(source, f"{key}.{label}", "a number >= 0", weight)
+                _at_least(source, f"{key}.{label}", weight, 0.0)
+        else:
+            _fail(source, key, "'balanced' or a table of class -> weight", weights)
+        if weights and task.kind == "regression":
+            _fail(
+                source, key, "empty for a regression task (it has no classes)", weights
+            )
+        if task.sample_weight_column and config.data.source != "csv":
+            _fail(
+                source,
+                f"tasks.{index}.sample_weight_column",
+                "empty unless data.source='csv' (a column of the CSV file)",
+                task.sample_weight_column,
+            )
 
 
 def _validate_model(model, source):

@@ -1,9 +1,12 @@
-"""What the model's inputs are: one spec per named input.
+"""What the model is built from: one spec per named input, one per scaled target.
 
 The data sources describe their inputs with these specs (image shape, a numeric
 column's training mean and variance, a categorical column's training
 vocabulary) and the model builder turns each into a named `keras.Input` plus its
-preprocessing, so the SavedModel takes raw values.
+preprocessing, so the SavedModel takes raw values. A regression target that is
+standardised for its loss has a `TargetScale` (the training split's mean and
+standard deviation of its labelled rows): the model predicts in the target's
+units, and the loss is the one of the standardised target.
 """
 
 import dataclasses
@@ -35,6 +38,25 @@ class CategoricalFeature:
     missing_values: tuple = ("?", "")
 
 
+@dataclasses.dataclass(frozen=True)
+class TargetScale:
+    """A regression task's target: mean and standard deviation in its units."""
+
+    name: str
+    mean: float = 0.0
+    std: float = 1.0
+
+
+def input_features(features):
+    """The specs of `features` that are model inputs (not `TargetScale`s)."""
+    return tuple(f for f in features if not isinstance(f, TargetScale))
+
+
+def target_scales(features):
+    """Task name -> `TargetScale` of the regression targets in `features`."""
+    return {f.name: f for f in features if isinstance(f, TargetScale)}
+
+
 def feature_to_dict(feature):
     return {"type": type(feature).__name__, **dataclasses.asdict(feature)}
 
@@ -42,7 +64,8 @@ def feature_to_dict(feature):
 def feature_from_dict(config):
     config = dict(config)
     kinds = {
-        cls.__name__: cls for cls in (ImageFeature, NumericFeature, CategoricalFeature)
+        cls.__name__: cls
+        for cls in (ImageFeature, NumericFeature, CategoricalFeature, TargetScale)
     }
     cls = kinds[config.pop("type")]
     for key in ("shape", "vocabulary", "missing_values"):

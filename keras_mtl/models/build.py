@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtl import tasks as task_lib
+from keras_mtl.data.features import target_scales
 from keras_mtl.models.heads import TaskHead
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
 from keras_mtl.models.multi_task_model import MultiTaskModel
@@ -50,6 +51,22 @@ def make_head(config, task, name, stop_gradient=False):
     )
 
 
+def in_target_units(prediction, task, scale):
+    """Head `task`'s prediction in its target's units (`y = z * std + mean`).
+
+    The head learns the standardised target; a `keras.layers.Rescaling` named
+    `<task>_in_units` turns it back, inside the model, so predictions, the
+    export and the server answer in the target's units. Without a scale the
+    prediction is returned as it is.
+    """
+    if scale is None:
+        return prediction
+    rescale = keras.layers.Rescaling(
+        scale=scale.std, offset=scale.mean, dtype="float32", name=f"{task}_in_units"
+    )
+    return rescale(prediction)
+
+
 def make_optimizer(train):
     """The optimizer named by `train.optimizer` at `train.learning_rate`."""
     optimizers = {
@@ -63,7 +80,7 @@ def make_optimizer(train):
     return optimizer
 
 
-def compile_model(model, config, tasks=None):
+def compile_model(model, config, tasks=None, scales=None):
     """Compiles `model` with one loss and metric list per task.
 
     With both of `config`'s tasks (the default) it also compiles their
@@ -76,6 +93,8 @@ def compile_model(model, config, tasks=None):
         config: A `keras_mtl.Config`.
         tasks: The `TaskConfig`s of the model's outputs; default
             `config.tasks`.
+        scales: Task name -> `TargetScale` of the regression targets that
+            the model predicts in their units (see `in_target_units`).
 
     Returns:
         The model.
@@ -83,10 +102,14 @@ def compile_model(model, config, tasks=None):
     from keras_mtl.weighting import make_weighting
 
     tasks = list(config.tasks if tasks is None else tasks)
+    scales = scales or {}
     multi_task = len(tasks) > 1
     model.compile(
         optimizer=make_optimizer(config.train),
-        loss={task.name: task_lib.make_loss(task) for task in tasks},
+        loss={
+            task.name: task_lib.make_loss(task, _std(scales.get(task.name)))
+            for task in tasks
+        },
         loss_weights=(
             {task.name: task.weight for task in tasks} if multi_task else None
         ),
@@ -107,6 +130,20 @@ def compile_model(model, config, tasks=None):
     return model
 
 
+def _std(scale):
+    return 1.0 if scale is None else scale.std
+
+
+def scales_for(config, features):
+    """The `TargetScale`s of `features` for the tasks that normalise them."""
+    scales = target_scales(features)
+    return {
+        task.name: scales[task.name]
+        for task in config.tasks
+        if task.kind == "regression" and task.normalize and task.name in scales
+    }
+
+
 def build_model(config, features=None, *, strategy=None, compile=True):
     """Builds, and by default compiles, the two-head model of `config`.
 
@@ -116,7 +153,8 @@ def build_model(config, features=None, *, strategy=None, compile=True):
     Args:
         config: A `keras_mtl.Config`.
         features: The input specs (`Datasets.features`); defaults to one
-            32x32x3 image named "image", the `shapes` input.
+            32x32x3 image named "image", the `shapes` input. Its
+            `TargetScale`s put regression predictions in their units.
         strategy: A `tf.distribute.Strategy`; defaults to the current one.
         compile: Whether to compile with the tasks' losses, `loss_weights`
             and metrics.
@@ -133,6 +171,7 @@ def build_model(config, features=None, *, strategy=None, compile=True):
     """
     strategy = strategy or tf.distribute.get_strategy()
     features = tuple(features or DEFAULT_FEATURES)
+    scales = scales_for(config, features)
     task1, task2 = config.tasks
     with strategy.scope():
         inputs, x = make_inputs(features)
@@ -146,11 +185,11 @@ def build_model(config, features=None, *, strategy=None, compile=True):
         if config.model.head2_input == "features+prediction":
             head2_inputs = [head1_features, prediction1]
         _, prediction2 = head2(head2_inputs)
-        model = MultiTaskModel(
-            inputs=inputs,
-            outputs={task1.name: prediction1, task2.name: prediction2},
-            name="multi_task_model",
-        )
+        outputs = {
+            task.name: in_target_units(prediction, task.name, scales.get(task.name))
+            for task, prediction in ((task1, prediction1), (task2, prediction2))
+        }
+        model = MultiTaskModel(inputs=inputs, outputs=outputs, name="multi_task_model")
         if compile:
-            compile_model(model, config)
+            compile_model(model, config, scales=scales)
     return model

@@ -2,7 +2,12 @@
 
 import keras
 
-from keras_mtl.data.features import CategoricalFeature, ImageFeature, NumericFeature
+from keras_mtl.data.features import (
+    CategoricalFeature,
+    ImageFeature,
+    NumericFeature,
+    input_features,
+)
 from keras_mtl.models.preprocessing import CleanStrings, FillMissing, StandardizeImage
 
 # The `shapes` input: what `build_model` assumes when given no features.
@@ -17,12 +22,14 @@ def make_inputs(features):
     statistics and concatenated, so the model takes raw rows.
 
     Args:
-        features: Feature specs (`Datasets.features`).
+        features: Feature specs (`Datasets.features`); `TargetScale`s among
+            them are not inputs and are skipped.
 
     Returns:
         `(inputs, encoded)`: a dict of name -> `keras.Input`, and the tensor
         the Trunk reads.
     """
+    features = input_features(features)
     inputs, encoded = {}, []
     for feature in features:
         if isinstance(feature, ImageFeature):

@@ -11,7 +11,13 @@ it.
 
 import tensorflow as tf
 
-from keras_mtl.models.build import compile_model, make_head, make_trunk
+from keras_mtl.models.build import (
+    compile_model,
+    in_target_units,
+    make_head,
+    make_trunk,
+    scales_for,
+)
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
 from keras_mtl.models.multi_task_model import MultiTaskModel
 from keras_mtl.tasks import find_task
@@ -44,13 +50,16 @@ def build_single_task_model(config, task, features=None, *, strategy=None):
     task = find_task(config, task)
     strategy = strategy or tf.distribute.get_strategy()
     features = tuple(features or DEFAULT_FEATURES)
+    scales = scales_for(config, features)
     with strategy.scope():
         inputs, x = make_inputs(features)
         _, prediction = make_head(config, task, "head")(make_trunk(config)(x))
         model = MultiTaskModel(
             inputs=inputs,
-            outputs={task.name: prediction},
+            outputs={
+                task.name: in_target_units(prediction, task.name, scales.get(task.name))
+            },
             name=f"single_task_{task.name}",
         )
-        compile_model(model, config, tasks=[task])
+        compile_model(model, config, tasks=[task], scales=scales)
     return model
