@@ -12,7 +12,8 @@ without their batch hooks the run is as fast as with no callback at all.
 import math
 
 import keras
-from keras.src.callbacks.tensorboard import keras_model_summary
+
+from keras_mtl.compat import keras_callbacks
 
 _BATCH_HOOKS = (
     "on_batch_begin",
@@ -80,13 +81,10 @@ class EpochTensorBoard(keras.callbacks.TensorBoard):
             "Functional",
             "Sequential",
         ):
-            with self._train_writer.as_default():
-                keras_model_summary("keras", model, step=0)
+            keras_callbacks.write_model_summary(self, model)
 
     def on_epoch_end(self, epoch, logs=None):
-        if self._should_write_train_graph:
-            self._write_keras_model_train_graph()
-            self._should_write_train_graph = False
+        keras_callbacks.write_train_graph_once(self)
         super().on_epoch_end(epoch, logs)
 
 

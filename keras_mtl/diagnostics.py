@@ -22,11 +22,13 @@ import math
 import keras
 import tensorflow as tf
 
+from keras_mtl.compat import keras_trainer
 from keras_mtl.weighting.base import unscale_for_replicas
 
 BLOCKS = ("trunk", "head1", "head2")
 SHARED_BLOCKS = ("trunk", "head1")
 COSINES = ("trunk", "head1", "shared")
+DIAGNOSTICS = "gradient diagnostics (keras_mtl.diagnose_gradients)"
 
 
 @dataclasses.dataclass
@@ -96,17 +98,17 @@ def _measure(model, inputs, labels):
         name: [v.value for v in model.get_layer(name).trainable_variables]
         for name in BLOCKS
     }
-    compile_loss = model._compile_loss
+    compile_loss = keras_trainer.compiled_loss(model, DIAGNOSTICS)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(float_inputs)
         outputs = model(inputs, training=False)
-        if not compile_loss.built:
-            compile_loss.build(labels, outputs)
         losses = {
             path[-1]: unscale_for_replicas(
                 loss_fn(labels[path[-1]], outputs[path[-1]], None)
             )
-            for path, loss_fn, _, _ in compile_loss._flat_losses
+            for path, loss_fn, _ in keras_trainer.output_losses(
+                compile_loss, labels, outputs, DIAGNOSTICS
+            )
         }
     sources = [*float_inputs, *[v for name in BLOCKS for v in blocks[name]]]
     gradients = {}
@@ -149,7 +151,7 @@ def diagnose_gradients(model, batch):
     report.norms["head2"]["coarse"]  # 0.0: Loss 1 never reaches Head 2
     ```
     """
-    if getattr(model, "_compile_loss", None) is None:
+    if keras_trainer.compiled_loss(model, DIAGNOSTICS) is None:
         raise ValueError(
             "diagnose_gradients needs a compiled model (its losses). Compile it "
             "with keras_mtl.compile_model or build it with build_model."

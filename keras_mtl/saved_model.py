@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from keras_mtl.compat.tf_function import flat_call as _flat_call
+
 METADATA_FILE = "keras_mtl.json"
 SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
@@ -195,36 +197,12 @@ class LoadedModel:
         return {name: value.numpy() for name, value in outputs.items()}
 
 
-def _flat_call(function):
-    """`function(**tensors)` without TensorFlow's per-call argument binding.
-
-    A loaded signature binds and casts its keyword arguments on every call,
-    which took 0.2-0.3 ms of a 0.5 ms batch-1 call of the adult model; the
-    server has already checked and converted them. This feeds the graph's
-    placeholders in order through `ConcreteFunction._call_flat`.
-    """
-    arguments = {
-        argument: spec.name or argument
-        for argument, spec in function.structured_input_signature[1].items()
-    }
-    placeholders = [t.name.split(":")[0] for t in function.inputs[: len(arguments)]]
-    if sorted(placeholders) != sorted(arguments):
-        raise ValueError("placeholders do not match the signature's arguments")
-    order = [arguments[placeholder] for placeholder in placeholders]
-
-    def call(tensors):
-        return function._call_flat(
-            [tensors[name] for name in order], function.captured_inputs
-        )
-
-    return call
-
-
 def _checked_flat_call(function, tensors, expected):
     """`_flat_call(function)` if it gives `expected` for `tensors`, else False.
 
-    `_call_flat` is TensorFlow's private API: where it is missing, differs or
-    answers differently, `LoadedModel.run` keeps the public call.
+    `_flat_call` (`keras_mtl.compat.tf_function`) is TensorFlow's private API:
+    where it is missing, differs or answers differently, `LoadedModel.run`
+    keeps the public call.
     """
     try:
         call = _flat_call(function)

@@ -1,5 +1,29 @@
-"""Workarounds for bugs in the libraries keras-mtl runs on, one module each.
+"""The fence around the private Keras and TensorFlow names keras-mtl uses.
 
-Every workaround is guarded by the version range it was tested with and has a
-test that fails once upstream no longer needs it.
+Nothing outside this package imports `keras.src` or touches a private
+(`_name`) attribute of a Keras or TensorFlow object. One module per upstream
+area:
+
+- `keras_trainer`: the compiled loss walked output by output (weighting,
+  gradient diagnostics), the loss tracker, additional losses, the initial
+  epoch, a layer's own variables, and the build from the first replica's
+  batch under a strategy (`FirstReplicaSymbolicBuild`, a mixin of
+  `MultiTaskModel`).
+- `keras_callbacks`: TensorBoard's writers, `BackupAndRestore`'s save hook
+  and `keras.src.utils.file_utils`.
+- `keras_multi_worker`: the patch for `model.fit` under
+  `MultiWorkerMirroredStrategy` (keras #20585).
+- `tf_function`: `ConcreteFunction._call_flat` for serving; its caller checks
+  it against the public call and falls back.
+
+Every private name has a canary test in `tests/test_compat.py` that fails,
+naming the name and the installed Keras/TensorFlow versions, when upstream
+changes it; workarounds also have a test that fails once upstream no longer
+needs them. Private modules are imported on first use, so `import keras_mtl`
+works on any Keras; a missing name raises `KerasInternalsError` only when the
+feature that needs it runs.
 """
+
+from keras_mtl.compat.internals import TESTED_RANGE, KerasInternalsError
+
+__all__ = ["TESTED_RANGE", "KerasInternalsError"]

@@ -7,20 +7,22 @@ training step and saves the weighting's state with the model's variables.
 import logging
 
 import keras
-import tensorflow as tf
+
+from keras_mtl.compat.keras_trainer import FirstReplicaSymbolicBuild, own_variable_count
 
 logger = logging.getLogger(__name__)
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
-class MultiTaskModel(keras.Model):
+class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
     """A functional `keras.Model` with one output per task.
 
     It differs from `keras.Model` in two places. Under a `tf.distribute`
     strategy, Keras 3.15 averages the first distributed batch over the replicas
     only to learn its shapes before training, and averaging fails for string
     inputs such as raw CSV columns. This model takes the first replica's share
-    of the batch instead, which has the same shapes.
+    of the batch instead, which has the same shapes
+    (`keras_mtl.compat.keras_trainer.FirstReplicaSymbolicBuild`).
 
     And it trains with a loss weighting (`keras_mtl.weighting`, set by
     `compile_model` from `config.weighting` or with `set_weighting`):
@@ -84,12 +86,12 @@ class MultiTaskModel(keras.Model):
 
     def save_own_variables(self, store):
         super().save_own_variables(store)
-        offset = len(self._trainable_variables + self._non_trainable_variables)
+        offset = own_variable_count(self)
         for index, variable in enumerate(self._weighting_variables()):
             store[f"{offset + index}"] = variable
 
     def load_own_variables(self, store):
-        own = len(self._trainable_variables + self._non_trainable_variables)
+        own = own_variable_count(self)
         extra = self._weighting_variables()
         saved = len(store.keys())
         if saved not in (own, own + len(extra)):
@@ -110,21 +112,3 @@ class MultiTaskModel(keras.Model):
 
     def _weighting_variables(self):
         return self.weighting.variables if self.weighting is not None else []
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        strategy = self._distribute_strategy
-        if strategy is None or iterator is None:
-            return super()._maybe_symbolic_build(iterator, data_batch)
-        for _, _, distributed_iterator in iterator:
-            batch = next(distributed_iterator)
-            data_batch = tf.nest.map_structure(
-                lambda value: (
-                    strategy.experimental_local_results(value)[0]
-                    if isinstance(value, tf.distribute.DistributedValues)
-                    else value
-                ),
-                batch,
-            )
-            break
-        with strategy.scope():
-            self._symbolic_build(data_batch=data_batch)

@@ -19,8 +19,9 @@ import logging
 import os
 
 from keras.callbacks import BackupAndRestore
-from keras.src.utils import file_utils
 
+from keras_mtl.compat.keras_callbacks import BackupSaveHook, file_utils
+from keras_mtl.compat.keras_trainer import set_initial_epoch
 from keras_mtl.multi_worker.cluster import is_chief
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,7 @@ logger = logging.getLogger(__name__)
 _STATE = "training_metadata.json"
 
 
-class MultiWorkerBackupAndRestore(BackupAndRestore):
+class MultiWorkerBackupAndRestore(BackupSaveHook, BackupAndRestore):
     """`keras.callbacks.BackupAndRestore` for several workers sharing a backup.
 
     Args:
@@ -69,18 +70,19 @@ class MultiWorkerBackupAndRestore(BackupAndRestore):
         if optimizer is not None and not optimizer.built:
             optimizer.build(self.model.trainable_variables)
         self.model.load_weights(weights)
-        self.model._initial_epoch = self.restored_epoch = state["epoch"]
+        set_initial_epoch(self.model, state["epoch"])
+        self.restored_epoch = state["epoch"]
         logger.info("Resuming after epoch %d from %s", state["epoch"], self.backup_dir)
 
-    def _save_model(self):
+    def save_backup(self, epoch):
         if not self._chief():
             return
         if not file_utils.exists(self.backup_dir):
             file_utils.makedirs(self.backup_dir)
         previous = self._read_state()
-        name = f"epoch-{self._current_epoch}.weights.h5"
+        name = f"epoch-{epoch}.weights.h5"
         self.model.save_weights(file_utils.join(self.backup_dir, name), overwrite=True)
-        state = {"epoch": self._current_epoch, "batch": 0, "weights": name}
+        state = {"epoch": epoch, "batch": 0, "weights": name}
         temporary = self._state_path() + ".tmp"
         with file_utils.File(temporary, "w") as file:
             file.write(json.dumps(state))

@@ -27,6 +27,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from keras_mtl.compat import keras_trainer
 from keras_mtl.config import weighting_methods
 
 
@@ -102,18 +103,14 @@ def task_losses(model, y, y_pred, sample_weight=None):
     Returns:
         A dict of output name -> scalar loss (divided by the replica count).
     """
-    compile_loss = model._compile_loss
+    compile_loss = keras_trainer.compiled_loss(model)
     if compile_loss is None:
         raise ValueError(
             "The model has no compiled loss. Compile it with one loss per "
             "output (keras_mtl.compile_model does) before training."
         )
-    if not compile_loss.built:
-        compile_loss.build(y, y_pred)
-    flat_losses = compile_loss._flat_losses
-    trackers = compile_loss.metrics or [None] * len(flat_losses)
     losses = {}
-    for (path, loss_fn, _, _), tracker in zip(flat_losses, trackers, strict=True):
+    for path, loss_fn, tracker in keras_trainer.output_losses(compile_loss, y, y_pred):
         y_true_task, y_pred_task = _resolve(path, y), _resolve(path, y_pred)
         weight = (
             _resolve(path, sample_weight)
@@ -132,7 +129,7 @@ def task_losses(model, y, y_pred, sample_weight=None):
 
 def compiled_loss_weights(model, task_names):
     """The compile-time `loss_weights` of the tasks (1.0 where none was given)."""
-    weights = model._compile_loss._user_loss_weights or {}
+    weights = keras_trainer.user_loss_weights(model) or {}
     if not isinstance(weights, dict):
         raise ValueError(
             "Expected `loss_weights` compiled as a dict keyed by task name. "
@@ -148,14 +145,18 @@ def compiled_loss_weights(model, task_names):
 
 def additional_losses(model):
     """The model's `add_loss` and regularisation losses, summed as Keras does."""
-    extra = [model._aggregate_additional_loss(loss) for loss in model.losses]
+    extra = [
+        keras_trainer.aggregate_additional_loss(model, loss) for loss in model.losses
+    ]
     return ops.sum(extra) if extra else None
 
 
 def track_total_loss(model, total, x):
     """Updates the `loss` that Keras logs, as its own `train_step` does."""
     batch = tf.shape(next(i for i in tf.nest.flatten(x) if i is not None))[0]
-    model._loss_tracker.update_state(unscale_for_replicas(total), sample_weight=batch)
+    keras_trainer.total_loss_tracker(model).update_state(
+        unscale_for_replicas(total), sample_weight=batch
+    )
 
 
 class Weighting:
