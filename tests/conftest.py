@@ -11,6 +11,7 @@ import keras  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_mtl  # noqa: E402
+import keras_mtl.data  # noqa: E402, F401  (registers the embedded TFDS builder)
 
 keras_mtl.configure_cpu_replicas(2)
 

@@ -57,6 +57,17 @@ def target_scales(features):
     return {f.name: f for f in features if isinstance(f, TargetScale)}
 
 
+def normalized_targets(config, features):
+    """Task name -> `TargetScale` of the regression tasks that standardise
+    their target (`tasks.<name>.normalize`) and have one in `features`."""
+    scales = target_scales(features)
+    return {
+        task.name: scales[task.name]
+        for task in config.tasks
+        if task.kind == "regression" and task.normalize and task.name in scales
+    }
+
+
 def feature_to_dict(feature):
     return {"type": type(feature).__name__, **dataclasses.asdict(feature)}
 

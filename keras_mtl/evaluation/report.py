@@ -14,49 +14,75 @@ import tensorflow as tf
 from keras_mtl import tasks as task_lib
 
 
-def evaluate_predictions(predict, dataset, tasks):
-    """Each task's mean loss and metrics over `dataset`.
+def evaluate_predictions(predict, dataset, tasks, scales=None, labelled=None):
+    """Each task's mean loss and metrics over the rows of `dataset` that carry
+    the task's label.
 
     Args:
         predict: A function from a batch of inputs to a dict of predictions
             keyed by task name.
-        dataset: Batches of `(inputs, {task: label})`.
+        dataset: Batches of `(inputs, {task: label})`; a missing label is
+            `keras_mtl.tasks.MISSING_LABEL` or NaN.
         tasks: The `TaskConfig`s.
+        scales: Task name -> standard deviation of the regression targets
+            whose loss is standardised (as in training).
+        labelled: A dict to fill with task name -> number of labelled rows.
 
     Returns:
         `{task: {"loss": ..., <metric>: ...}}` with Python floats. Losses are
-        unweighted; `keras_mtl.tasks.metric_direction` tells which way each
-        metric improves.
+        unweighted means over the labelled rows;
+        `keras_mtl.tasks.metric_direction` tells which way each metric
+        improves.
     """
-    losses = {task.name: task_lib.make_loss(task) for task in tasks}
+    scales = scales or {}
+    losses = {
+        task.name: task_lib.make_loss(task, scales.get(task.name, 1.0))
+        for task in tasks
+    }
     trackers = {
         task.name: [keras.metrics.Mean(name="loss"), *task_lib.make_metrics(task)]
         for task in tasks
     }
-    for inputs, labels in dataset:
+    counts = dict.fromkeys(losses, 0)
+    for inputs, labels, *_ in dataset:
         predictions = predict(inputs)
         for task in tasks:
             y_true, y_pred = labels[task.name], predictions[task.name]
-            batch_size = tf.shape(y_pred)[0]
+            count = tf.reduce_sum(
+                tf.cast(task_lib.labelled(y_true, task.kind), "int32")
+            )
+            counts[task.name] += int(count)
             loss_tracker, *metrics = trackers[task.name]
             loss_tracker.update_state(
-                losses[task.name](y_true, y_pred), sample_weight=batch_size
+                losses[task.name](y_true, y_pred), sample_weight=count
             )
             for metric in metrics:
                 metric.update_state(y_true, y_pred)
+    if labelled is not None:
+        labelled.update(counts)
     return {
         name: {metric.name: float(metric.result()) for metric in metrics}
         for name, metrics in trackers.items()
     }
 
 
-def evaluate(model, dataset, config):
+def _model_scales(model):
+    """Task name -> the scale of the standardised losses `model` was compiled
+    with (none for an uncompiled model)."""
+    losses = getattr(model, "loss", None)
+    if not isinstance(losses, dict):
+        return {}
+    return {name: getattr(loss, "scale", 1.0) for name, loss in losses.items()}
+
+
+def evaluate(model, dataset, config, labelled=None):
     """Each task's loss and metrics for a Keras model on a batched dataset.
 
     Args:
         model: The trained Keras model.
         dataset: Batches of `(inputs, {task: label})`, e.g. `Datasets.test`.
         config: The run's `Config` (for its tasks).
+        labelled: A dict to fill with task name -> number of labelled rows.
 
     Returns:
         `{task: {"loss": ..., <metric>: ...}}`.
@@ -71,7 +97,9 @@ def evaluate(model, dataset, config):
     predict = tf.function(
         lambda inputs: model(inputs, training=False), reduce_retracing=True
     )
-    return evaluate_predictions(predict, dataset, config.tasks)
+    return evaluate_predictions(
+        predict, dataset, config.tasks, _model_scales(model), labelled
+    )
 
 
 @dataclasses.dataclass
@@ -83,11 +111,14 @@ class EvaluationReport:
             split, or None when it is empty.
         test: The same on the test split.
         tasks: The `TaskConfig`s, in head order.
+        labelled: `{split: {task: rows}}`: how many rows of each split carry
+            each task's label (the metrics are over those rows only).
     """
 
     validation: dict | None
     test: dict
     tasks: list
+    labelled: dict = dataclasses.field(default_factory=dict)
 
     @property
     def headline(self):
@@ -119,6 +150,9 @@ class EvaluationReport:
                 "directions": self.directions[task.name],
                 "validation": (self.validation or {}).get(task.name),
                 "test": self.test[task.name],
+                "labelled": {
+                    split: counts[task.name] for split, counts in self.labelled.items()
+                },
             }
             for task in self.tasks
         }
@@ -159,13 +193,17 @@ def evaluation_report(model, datasets, config):
     print(report.to_markdown())
     ```
     """
-    validation = None
+    validation, labelled = None, {"validation": {}, "test": {}}
     if datasets.validation is not None:
-        validation = evaluate(model, datasets.validation, config)
+        validation = evaluate(
+            model, datasets.validation, config, labelled["validation"]
+        )
+    test = evaluate(model, datasets.test, config, labelled["test"])
     return EvaluationReport(
         validation=validation,
-        test=evaluate(model, datasets.test, config),
+        test=test,
         tasks=list(config.tasks),
+        labelled={split: counts for split, counts in labelled.items() if counts},
     )
 
 
@@ -183,6 +221,7 @@ def evaluate_saved_model(path, split="test", overrides=()):
     """
     from keras_mtl.config import config_from_dict
     from keras_mtl.data import load_datasets
+    from keras_mtl.data.features import normalized_targets
     from keras_mtl.saved_model import LoadedModel
 
     loaded = LoadedModel(path)
@@ -196,6 +235,10 @@ def evaluate_saved_model(path, split="test", overrides=()):
     dataset = {"test": datasets.test, "validation": datasets.validation}[split]
     if dataset is None:
         raise ValueError(f"The {split!r} split is empty for {loaded.path}.")
+    scales = normalized_targets(config, datasets.features)
     return evaluate_predictions(
-        lambda inputs: loaded.signature(**inputs), dataset, config.tasks
+        lambda inputs: loaded.signature(**inputs),
+        dataset,
+        config.tasks,
+        {name: scale.std for name, scale in scales.items()},
     )

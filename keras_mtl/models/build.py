@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtl import tasks as task_lib
-from keras_mtl.data.features import target_scales
+from keras_mtl.data.features import normalized_targets
 from keras_mtl.models.heads import TaskHead
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
 from keras_mtl.models.multi_task_model import MultiTaskModel
@@ -134,16 +134,6 @@ def _std(scale):
     return 1.0 if scale is None else scale.std
 
 
-def scales_for(config, features):
-    """The `TargetScale`s of `features` for the tasks that normalise them."""
-    scales = target_scales(features)
-    return {
-        task.name: scales[task.name]
-        for task in config.tasks
-        if task.kind == "regression" and task.normalize and task.name in scales
-    }
-
-
 def build_model(config, features=None, *, strategy=None, compile=True):
     """Builds, and by default compiles, the two-head model of `config`.
 
@@ -171,7 +161,7 @@ def build_model(config, features=None, *, strategy=None, compile=True):
     """
     strategy = strategy or tf.distribute.get_strategy()
     features = tuple(features or DEFAULT_FEATURES)
-    scales = scales_for(config, features)
+    scales = normalized_targets(config, features)
     task1, task2 = config.tasks
     with strategy.scope():
         inputs, x = make_inputs(features)

@@ -11,12 +11,12 @@ it.
 
 import tensorflow as tf
 
+from keras_mtl.data.features import normalized_targets
 from keras_mtl.models.build import (
     compile_model,
     in_target_units,
     make_head,
     make_trunk,
-    scales_for,
 )
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
 from keras_mtl.models.multi_task_model import MultiTaskModel
@@ -50,7 +50,7 @@ def build_single_task_model(config, task, features=None, *, strategy=None):
     task = find_task(config, task)
     strategy = strategy or tf.distribute.get_strategy()
     features = tuple(features or DEFAULT_FEATURES)
-    scales = scales_for(config, features)
+    scales = normalized_targets(config, features)
     with strategy.scope():
         inputs, x = make_inputs(features)
         _, prediction = make_head(config, task, "head")(make_trunk(config)(x))
