@@ -118,3 +118,30 @@ def epoch_only(callback):
             callback, name, getattr(keras.callbacks.Callback, name).__get__(callback)
         )
     return callback
+
+
+class LabelledFractions(keras.callbacks.Callback):
+    """Adds each task's labelled fraction of the training and validation
+    splits to every epoch's logs: `<task>_labelled`, `val_<task>_labelled`.
+
+    With missing labels a task learns from fewer rows than its sibling; the
+    fraction beside its loss in the History, `history.csv` and TensorBoard
+    says how many. Insert it before the callbacks that write the logs.
+
+    Args:
+        labelled: `{split: {task: labelled rows}}` (`Datasets.labelled`).
+        sizes: `{split: rows}` (`Datasets.sizes`).
+    """
+
+    def __init__(self, labelled, sizes):
+        super().__init__()
+        self.fractions = {}
+        for split, prefix in (("train", ""), ("validation", "val_")):
+            rows = sizes.get(split)
+            for task, count in (labelled.get(split) or {}).items():
+                if rows:
+                    self.fractions[f"{prefix}{task}_labelled"] = count / rows
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.fractions)
