@@ -116,6 +116,28 @@ def _write_text_atomically(path, text):
     os.replace(temporary, path)
 
 
+def _prepare_run_dir(config, strategy):
+    """`(run_dir, resuming)`; the chief writes the run's config there."""
+    run_dir = run_dir_for(config)
+    resuming = _check_resumable(run_dir, config)
+    if is_chief(strategy):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _write_text_atomically(run_dir / "config.toml", config.to_toml())
+    return run_dir, resuming
+
+
+def _raise_if_diverged(callbacks, history, run_dir):
+    """Raises `TrainingDivergedError` when `TerminateOnNaN` stopped the run."""
+    nan_guard = next(c for c in callbacks if isinstance(c, TerminateOnNaN))
+    if nan_guard.bad_losses:
+        raise TrainingDivergedError(
+            f"Training stopped at batch {nan_guard.batch} of epoch "
+            f"{len(history.epoch)}: {', '.join(nan_guard.bad_losses)} became NaN or "
+            f"infinite. Lower train.learning_rate or the weight of that task. The "
+            f"best model so far is {run_dir / 'checkpoints' / 'best.keras'}."
+        )
+
+
 def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto"):
     """Trains the two-head model of `config` with `model.fit`.
 
@@ -147,11 +169,7 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
     keras.utils.set_random_seed(config.train.seed)
     if datasets is None:
         datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    run_dir = run_dir_for(config)
-    resuming = _check_resumable(run_dir, config)
-    if is_chief(strategy):
-        run_dir.mkdir(parents=True, exist_ok=True)
-        _write_text_atomically(run_dir / "config.toml", config.to_toml())
+    run_dir, resuming = _prepare_run_dir(config, strategy)
     logger.info(
         "Training %r with %s; examples: %s",
         config.name,
@@ -175,12 +193,5 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
             shuffle=False,  # The pipeline shuffles.
         )
         _write_history_json(write_dir)
-    nan_guard = next(c for c in all_callbacks if isinstance(c, TerminateOnNaN))
-    if nan_guard.bad_losses:
-        raise TrainingDivergedError(
-            f"Training stopped at batch {nan_guard.batch} of epoch "
-            f"{len(history.epoch)}: {', '.join(nan_guard.bad_losses)} became NaN or "
-            f"infinite. Lower train.learning_rate or the weight of that task. The "
-            f"best model so far is {run_dir / 'checkpoints' / 'best.keras'}."
-        )
+    _raise_if_diverged(all_callbacks, history, run_dir)
     return TrainResult(model, history, run_dir)

@@ -193,6 +193,32 @@ def _check_methods(methods):
     return methods
 
 
+def _run_method(config, method, seed, strategy, callbacks, verbose):
+    """Trains and evaluates `config` with `method` and `seed`, in its own
+    run directory; returns a `MethodRun`."""
+    directory = run_dir_for(config) / "weighting" / f"{method}-seed{seed}"
+    run_config = config.replace(
+        [
+            f"weighting.method={method}",
+            f"train.seed={seed}",
+            f"train.run_dir={json.dumps(str(directory))}",
+        ]
+    )
+    # A fresh pipeline: its shuffle order comes from run_config alone.
+    datasets = load_datasets(run_config, replicas=strategy.num_replicas_in_sync)
+    start = time.perf_counter()
+    model, history, run_dir = train(
+        run_config,
+        datasets=datasets,
+        strategy=strategy,
+        callbacks=callbacks,
+        verbose=verbose,
+    )
+    seconds = time.perf_counter() - start
+    report = evaluation_report(model, datasets, run_config)
+    return MethodRun(method, seed, model, history, report, seconds, run_dir)
+
+
 def compare_weightings(
     config,
     methods=None,
@@ -241,34 +267,13 @@ def compare_weightings(
             f"{config.data.validation_fraction}"
         )
     strategy = strategy or make_strategy(config.train)
-    replicas = strategy.num_replicas_in_sync
     if baselines is None:
         baselines = train_baselines(config, seeds, strategy=strategy, verbose=verbose)
-    runs = {}
-    for method in methods:
-        runs[method] = []
-        for seed in seeds:
-            directory = run_dir_for(config) / "weighting" / f"{method}-seed{seed}"
-            run_config = config.replace(
-                [
-                    f"weighting.method={method}",
-                    f"train.seed={seed}",
-                    f"train.run_dir={json.dumps(str(directory))}",
-                ]
-            )
-            # A fresh pipeline: its shuffle order comes from run_config alone.
-            datasets = load_datasets(run_config, replicas=replicas)
-            start = time.perf_counter()
-            model, history, run_dir = train(
-                run_config,
-                datasets=datasets,
-                strategy=strategy,
-                callbacks=callbacks,
-                verbose=verbose,
-            )
-            seconds = time.perf_counter() - start
-            report = evaluation_report(model, datasets, run_config)
-            runs[method].append(
-                MethodRun(method, seed, model, history, report, seconds, run_dir)
-            )
+    runs = {
+        method: [
+            _run_method(config, method, seed, strategy, callbacks, verbose)
+            for seed in seeds
+        ]
+        for method in methods
+    }
     return WeightingComparison(config.tasks, runs, baselines, split)

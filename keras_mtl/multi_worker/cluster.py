@@ -80,6 +80,44 @@ def _check_address(address, raw):
         _fail(f"cluster address {address!r} is not host:port", raw)
 
 
+def _check_jobs(cluster, raw):
+    """`{"chief": [...], "worker": [...]}` from the 'cluster' object."""
+    unknown = sorted(set(cluster) - set(_JOBS))
+    if unknown:
+        _fail(f"unknown job {unknown[0]!r} in 'cluster'; expected {list(_JOBS)}", raw)
+    jobs = {}
+    for job in _JOBS:
+        if job not in cluster:
+            continue
+        addresses = cluster[job]
+        if not isinstance(addresses, list) or not addresses:
+            _fail(f"cluster.{job} must be a non-empty list of 'host:port'", raw)
+        for address in addresses:
+            _check_address(address, raw)
+        jobs[job] = list(addresses)
+    if "worker" not in jobs:
+        _fail("'cluster' has no 'worker' list", raw)
+    if len(jobs.get("chief", ())) > 1:
+        _fail("a cluster has at most one chief", raw)
+    return jobs
+
+
+def _check_task(task, jobs, raw):
+    """`(task_type, task_index)` from the 'task' object, checked against `jobs`."""
+    task_type, task_index = task.get("type"), task.get("index", 0)
+    if task_type not in jobs:
+        _fail(f"task.type must be one of {sorted(jobs)}, found {task_type!r}", raw)
+    if not isinstance(task_index, int) or isinstance(task_index, bool):
+        _fail(f"task.index must be an integer, found {task_index!r}", raw)
+    if not 0 <= task_index < len(jobs[task_type]):
+        _fail(
+            f"task.index={task_index} is outside cluster.{task_type} "
+            f"(indices 0..{len(jobs[task_type]) - 1})",
+            raw,
+        )
+    return task_type, task_index
+
+
 def parse_tf_config(raw):
     """Validates the text of a `TF_CONFIG` for multi-worker training.
 
@@ -117,34 +155,8 @@ def parse_tf_config(raw):
             "(and at most one 'chief')",
             raw,
         )
-    unknown = sorted(set(cluster) - set(_JOBS))
-    if unknown:
-        _fail(f"unknown job {unknown[0]!r} in 'cluster'; expected {list(_JOBS)}", raw)
-    jobs = {}
-    for job in _JOBS:
-        if job not in cluster:
-            continue
-        addresses = cluster[job]
-        if not isinstance(addresses, list) or not addresses:
-            _fail(f"cluster.{job} must be a non-empty list of 'host:port'", raw)
-        for address in addresses:
-            _check_address(address, raw)
-        jobs[job] = list(addresses)
-    if "worker" not in jobs:
-        _fail("'cluster' has no 'worker' list", raw)
-    if len(jobs.get("chief", ())) > 1:
-        _fail("a cluster has at most one chief", raw)
-    task_type, task_index = task.get("type"), task.get("index", 0)
-    if task_type not in jobs:
-        _fail(f"task.type must be one of {sorted(jobs)}, found {task_type!r}", raw)
-    if not isinstance(task_index, int) or isinstance(task_index, bool):
-        _fail(f"task.index must be an integer, found {task_index!r}", raw)
-    if not 0 <= task_index < len(jobs[task_type]):
-        _fail(
-            f"task.index={task_index} is outside cluster.{task_type} "
-            f"(indices 0..{len(jobs[task_type]) - 1})",
-            raw,
-        )
+    jobs = _check_jobs(cluster, raw)
+    task_type, task_index = _check_task(task, jobs, raw)
     return ClusterConfig(jobs, task_type, task_index)
 
 

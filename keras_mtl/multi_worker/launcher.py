@@ -26,14 +26,12 @@ What it guards against (with TensorFlow 2.21):
 workers' reports.
 """
 
-import collections
 import dataclasses
 import json
 import os
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -42,6 +40,11 @@ from pathlib import Path
 
 from keras_mtl.multi_worker import report as worker_report
 from keras_mtl.multi_worker.backup import backup_epoch
+from keras_mtl.multi_worker.worker_process import (
+    WorkerProcess,
+    describe_exit,
+    stop_workers,
+)
 
 _POLL_SECONDS = 0.1
 _READY = ("ready", "finished")
@@ -98,79 +101,23 @@ def worker_command(train_args):
     return [sys.executable, "-m", "keras_mtl.cli", "train", *train_args]
 
 
-def _signal_name(code):
-    if code is not None and code < 0:
-        return signal.Signals(-code).name
-    return f"status {code}"
-
-
-class _Worker:
-    """One worker process in its own process group, its output pumped."""
-
-    def __init__(self, index, argv, env, log, lock):
-        self.index = index
-        self.tail = collections.deque(maxlen=30)
-        self.process = subprocess.Popen(
-            argv,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            text=True,
-            errors="replace",
-        )
-        self._log, self._lock = log, lock
-        self._pump = threading.Thread(target=self._forward, daemon=True)
-        self._pump.start()
-
-    def _forward(self):
-        for line in self.process.stdout:
-            line = line.rstrip("\n")
-            self.tail.append(line)
-            with self._lock:
-                self._log.write(f"[worker {self.index}] {line}\n")
-                self._log.flush()
-
-    def poll(self):
-        return self.process.poll()
-
-    def signal_group(self, signum):
-        try:
-            os.killpg(self.process.pid, signum)
-        except (ProcessLookupError, PermissionError):
-            pass
-
-    def group_alive(self):
-        """Whether the worker or anything it started still runs."""
-        self.process.poll()  # Reap the leader, or it counts as a member.
-        try:
-            os.killpg(self.process.pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-
-    def close(self):
-        self._pump.join(timeout=5)
-        self.process.stdout.close()
-
-
-def stop_workers(workers, grace):
-    """SIGTERM to every worker's process group, SIGKILL after `grace` s."""
-    alive = [worker for worker in workers if worker.group_alive()]
-    for worker in alive:
-        worker.signal_group(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [worker for worker in alive if worker.group_alive()]
-    for worker in alive:
-        worker.signal_group(signal.SIGKILL)
-    for worker in workers:
-        worker.process.wait(timeout=30)
-    return [worker.index for worker in alive]
+def _worker_env(ports, index, report_path, attempt_dir):
+    """The environment of worker `index`: its `TF_CONFIG`, report file and
+    scratch directory, and the launcher's pid to die with."""
+    # A killed worker cannot remove its scratch directories; they go under
+    # the attempt's directory, which the launcher removes.
+    scratch = attempt_dir / f"worker-{index}-tmp"
+    scratch.mkdir()
+    env = {
+        **os.environ,
+        "TF_CONFIG": local_tf_config(ports, index),
+        "TMPDIR": str(scratch),
+        worker_report.REPORT_ENV: str(report_path),
+        worker_report.LAUNCHER_PID_ENV: str(os.getpid()),
+        "PYTHONUNBUFFERED": "1",
+    }
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env
 
 
 class _Interrupted(KeyboardInterrupt):
@@ -281,21 +228,9 @@ class LocalCluster:
         try:
             for index in range(self.workers):
                 paths.append(reports_dir / f"worker-{index}.json")
-                # A killed worker cannot remove its scratch directories; they
-                # go under the attempt's directory, which the launcher removes.
-                scratch = reports_dir / f"worker-{index}-tmp"
-                scratch.mkdir()
-                env = {
-                    **os.environ,
-                    "TF_CONFIG": local_tf_config(ports, index),
-                    "TMPDIR": str(scratch),
-                    worker_report.REPORT_ENV: str(paths[-1]),
-                    worker_report.LAUNCHER_PID_ENV: str(os.getpid()),
-                    "PYTHONUNBUFFERED": "1",
-                }
-                env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+                env = _worker_env(ports, index, paths[-1], reports_dir)
                 workers.append(
-                    _Worker(index, self.command(index), env, self.log, self._lock)
+                    WorkerProcess(index, self.command(index), env, self.log, self._lock)
                 )
                 attempt["pids"].append(workers[-1].process.pid)
             self.say(
@@ -324,7 +259,7 @@ class LocalCluster:
                 worker = workers[failed[0]]
                 attempt["outcome"] = "failed"
                 attempt["reason"] = (
-                    f"worker {failed[0]} exited with {_signal_name(codes[failed[0]])}"
+                    f"worker {failed[0]} exited with {describe_exit(codes[failed[0]])}"
                 )
                 attempt["tail"] = "\n".join(worker.tail)
                 return

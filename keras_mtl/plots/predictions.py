@@ -25,8 +25,9 @@ from keras_mtl.plots.figures import (
 )
 
 
-def _as_columns(predictions, count):
-    """`{task: array}` from columns or from TF Serving rows (a list of dicts)."""
+def _as_columns(predictions, count, names):
+    """`{task: array}` from columns or from TF Serving rows (a list of dicts),
+    checked to hold a prediction of every task in `names` for `count` images."""
     if isinstance(predictions, list):
         if not all(isinstance(row, dict) for row in predictions):
             raise ValueError(
@@ -44,6 +45,12 @@ def _as_columns(predictions, count):
                 f"Expected a prediction for each of the {count} images; "
                 f"{name!r} has {len(value)}. Received: predictions[{name!r}].shape="
                 f"{value.shape}"
+            )
+    for name in names:
+        if name not in columns:
+            raise ValueError(
+                f"No predictions for task {name!r}. Received: predictions for "
+                f"{sorted(columns)}"
             )
     return columns
 
@@ -92,6 +99,42 @@ def _true_name(label, class_names):
     return class_names[int(value)]
 
 
+def _answer_line(name, prediction, labels, index, class_names):
+    """`(text, color)` of task `name`'s answer for example `index`: green when
+    right, red with the true class when wrong, black without labels."""
+    names_of_task = (class_names or {}).get(name)
+    answer, confidence = describe_prediction(prediction, names_of_task)
+    text = f"{name}: {answer}"
+    if confidence is not None:
+        text += f" {confidence:.0%}"
+    color = BOTH_COLOR
+    if name in labels:
+        truth = _true_name(labels[name][index], names_of_task)
+        right = truth == answer
+        color = RIGHT_COLOR if right else WRONG_COLOR
+        if not right:
+            text += f" ({truth})"
+    return text, color
+
+
+def _draw_example(ax, image, lines):
+    """One image with its lines of `(text, color)` under it."""
+    ax.imshow(_as_image(image), cmap="gray", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for line, (text, color) in enumerate(lines):
+        ax.text(
+            0.5,
+            -0.06 - 0.13 * line,
+            text,
+            transform=ax.transAxes,
+            ha="center",
+            va="top",
+            fontsize=8.5,
+            color=color,
+        )
+
+
 def plot_predictions(
     images,
     predictions,
@@ -135,47 +178,18 @@ def plot_predictions(
         )
     count = len(images)
     names = [getattr(task, "name", task) for task in (tasks or class_names)]
-    predictions = _as_columns(predictions, count)
-    for name in names:
-        if name not in predictions:
-            raise ValueError(
-                f"No predictions for task {name!r}. Received: predictions for "
-                f"{sorted(predictions)}"
-            )
+    predictions = _as_columns(predictions, count, names)
     labels = {name: np.asarray(value) for name, value in (labels or {}).items()}
     columns = max(1, min(columns, count))
     rows = math.ceil(count / columns)
     figure = new_figure(figsize=(2.3 * columns, 2.75 * rows + 0.8))
     for index in range(count):
         ax = figure.add_subplot(rows, columns, index + 1)
-        ax.imshow(_as_image(images[index]), cmap="gray", interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        for line, name in enumerate(names):
-            names_of_task = (class_names or {}).get(name)
-            answer, confidence = describe_prediction(
-                predictions[name][index], names_of_task
-            )
-            text = f"{name}: {answer}"
-            if confidence is not None:
-                text += f" {confidence:.0%}"
-            color = BOTH_COLOR
-            if name in labels:
-                truth = _true_name(labels[name][index], names_of_task)
-                right = truth == answer
-                color = RIGHT_COLOR if right else WRONG_COLOR
-                if not right:
-                    text += f" ({truth})"
-            ax.text(
-                0.5,
-                -0.06 - 0.13 * line,
-                text,
-                transform=ax.transAxes,
-                ha="center",
-                va="top",
-                fontsize=8.5,
-                color=color,
-            )
+        lines = [
+            _answer_line(name, predictions[name][index], labels, index, class_names)
+            for name in names
+        ]
+        _draw_example(ax, images[index], lines)
     caption = "Under each image: each head's answer and its probability"
     if labels:
         caption += "; green: right, red: wrong (true class in brackets)"

@@ -3,10 +3,11 @@
 The request-level half of `tensorflow_serving/util/json_tensor.cc`:
 `{"instances": ...}` (row format: one item per example, objects keyed by
 input name when there are several inputs) or `{"inputs": ...}` (columnar: one
-value per input), an optional `"signature_name"`; answers
+value per input), an optional `"signature_name"`. The answers,
 `{"predictions": ...}` to row requests and `{"outputs": ...}` to columnar
-ones. The checks, their order and their messages follow TF Serving's, so a
-client that reads its errors reads ours.
+ones, are `keras_mtl.serving.json_response` (`tensors_to_json`, also
+importable from here). The checks, their order and their messages follow TF
+Serving's, so a client that reads its errors reads ours.
 
 Example:
 
@@ -21,20 +22,26 @@ import json
 
 import numpy as np
 
+from keras_mtl.serving.json_response import COLUMNAR, ROW, tensors_to_json
 from keras_mtl.serving.json_tensor import (
-    BYTES_SUFFIX,
     fast_array,
     format_error,
     is_b64,
     json_text,
-    json_tokens,
     json_type,
-    nest,
     tensor,
 )
 from keras_mtl.serving.status import ServingError, invalid_argument
 
-ROW, COLUMNAR = "row", "columnar"
+__all__ = [
+    "COLUMNAR",
+    "ROW",
+    "PredictRequest",
+    "classify_regress_request_from_json",
+    "parse_json",
+    "predict_request_from_json",
+    "tensors_to_json",
+]
 
 # rapidjson's messages for what Python's json module reports differently.
 _PARSE_ERRORS = {
@@ -333,59 +340,3 @@ def classify_regress_request_from_json(body, method):
     for example in examples:
         _check_example(example)
     return signature_name
-
-
-def tensors_to_json(outputs, request_format):
-    """The response body for `outputs` (MakeJsonFromTensors), as bytes.
-
-    Args:
-        outputs: Output name -> numpy array.
-        request_format: `ROW` (answers `{"predictions": ...}`, one item per
-            example) or `COLUMNAR` (answers `{"outputs": ...}`).
-    """
-    if not outputs:
-        raise invalid_argument("Cannot convert empty tensor map to JSON")
-    names = sorted(outputs)
-    arrays = {name: np.asarray(outputs[name]) for name in names}
-    tokens = {
-        name: json_tokens(array, name.endswith(BYTES_SUFFIX))
-        for name, array in arrays.items()
-    }
-    if request_format == COLUMNAR:
-        texts = {name: nest(tokens[name], arrays[name].shape) for name in names}
-        if len(names) == 1:
-            return ('{"outputs": ' + texts[names[0]] + "}").encode()
-        items = ", ".join(f"{json.dumps(name)}: {texts[name]}" for name in names)
-        return ('{"outputs": {' + items + "}}").encode()
-    batch = None
-    for name, array in arrays.items():
-        if array.ndim == 0:
-            raise invalid_argument(f"Tensor name: {name} has no shape information ")
-        if array.shape[0] < 1:
-            raise invalid_argument(
-                f"Tensor name: {name} has invalid batch size: {array.shape[0]}"
-            )
-        if batch is not None and array.shape[0] != batch:
-            raise invalid_argument(
-                f"Tensor name: {name} has inconsistent batch size: "
-                f"{array.shape[0]} expecting: {batch}"
-            )
-        batch = array.shape[0]
-    rows = {}
-    for name, array in arrays.items():
-        inner = array.shape[1:]
-        step = int(np.prod(inner))
-        rows[name] = [nest(tokens[name], inner, i * step) for i in range(batch)]
-    if len(names) == 1:
-        items = rows[names[0]]
-    else:
-        keys = [json.dumps(name) for name in names]
-        items = [
-            "{"
-            + ", ".join(
-                f"{key}: {rows[name][i]}" for key, name in zip(keys, names, strict=True)
-            )
-            + "}"
-            for i in range(batch)
-        ]
-    return ('{"predictions": [' + ", ".join(items) + "]}").encode()

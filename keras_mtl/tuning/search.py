@@ -12,6 +12,9 @@ The search lives in `<tuning.directory>/<tuner>/` (default
 | `tradeoff.png` | Task 1's metric against Task 2's per trial (`keras_mtl.tuning.plot`) |
 | `logs/` | TensorBoard logs with the HParams dashboard, per trial |
 
+(`keras_mtl.tuning.project` writes these files; `keras_mtl.tuning.best_model`
+reloads, exports and records the best trial's model.)
+
 Rerunning the same search resumes it (Keras Tuner's `overwrite=False`): the
 finished trials are kept and an interrupted one is run again.
 
@@ -22,27 +25,30 @@ trial is done, writes the table and plot and exports the best model; workers
 (any other `KERASTUNER_TUNER_ID`) run trials and exit.
 """
 
-import json
 import logging
 import os
-import tomllib
 import typing
-import warnings
 from pathlib import Path
 
 import keras
 import keras_tuner as kt
 
-from keras_mtl.config import Config, config_from_dict, resolve_path
+from keras_mtl.config import Config
 from keras_mtl.data import load_datasets
 from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation.baselines import load_baselines, train_baselines
 from keras_mtl.evaluation.report import EvaluationReport, evaluation_report
-from keras_mtl.export import export_run
-from keras_mtl.training import run_dir_for
+from keras_mtl.tuning.best_model import export_best, load_best_model
 from keras_mtl.tuning.hypermodel import MultiTaskHyperModel, check_search_space
 from keras_mtl.tuning.objectives import resolve_objective
-from keras_mtl.tuning.results import rows_to_csv, rows_to_markdown, trial_rows
+from keras_mtl.tuning.project import (
+    check_project,
+    project_dir_for,
+    read_search_file,
+    record_search_start,
+    write_results,
+)
+from keras_mtl.tuning.results import trial_rows
 
 logger = logging.getLogger(__name__)
 
@@ -79,13 +85,6 @@ def distributed_role():
                 f"Received: {variable}={os.environ.get(variable)!r}"
             )
     return "chief" if "chief" in os.environ["KERASTUNER_TUNER_ID"] else "worker"
-
-
-def project_dir_for(config):
-    """`<tuning.directory or <run_dir>/<name>/tuning>/<tuner>`."""
-    base = config.tuning.directory
-    base = resolve_path(base) if base else run_dir_for(config) / "tuning"
-    return base / config.tuning.tuner
 
 
 def make_tuner(config, hypermodel, objective, *, strategy=None, overwrite=False):
@@ -132,29 +131,6 @@ def make_tuner(config, hypermodel, objective, *, strategy=None, overwrite=False)
     return kt.RandomSearch(max_trials=tuning.max_trials, **common)
 
 
-def _comparable(config):
-    settings = config.to_dict()
-    settings["tuning"].pop("max_trials")  # Raising it extends a search.
-    return settings
-
-
-def _check_project(project_dir, config, overwrite):
-    saved = project_dir / "config.toml"
-    if overwrite or not saved.exists():
-        return
-    previous = config_from_dict(tomllib.loads(saved.read_text()), str(saved))
-    if _comparable(previous) != _comparable(config):
-        raise ValueError(
-            f"{project_dir} holds a search with a different config ({saved}). "
-            "Resume it with that config, start over with --overwrite, or search "
-            "elsewhere with --set tuning.directory=DIR."
-        )
-
-
-def _read_json(path):
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
 def _baselines_for(config, role, datasets, strategy, verbose):
     baselines = load_baselines(config)
     wanted = config.tuning.objective in ("delta_m", "val_delta_m")
@@ -171,6 +147,76 @@ def _baselines_for(config, role, datasets, strategy, verbose):
     return train_baselines(
         config, datasets=datasets, strategy=strategy, verbose=verbose
     )
+
+
+class _PreparedSearch(typing.NamedTuple):
+    """A search ready to run: the tuner and what its trials are measured by."""
+
+    config: Config  # With the objective the search started with.
+    objective: kt.Objective
+    baselines: dict | None  # The single-task baselines' validation metrics.
+    hypermodel: MultiTaskHyperModel
+    tuner: kt.Tuner
+
+
+def _datasets_with_validation(config, datasets, strategy):
+    if datasets is None:
+        datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
+    if datasets.validation is None:
+        raise ValueError(
+            "Tuning needs a validation split, and data.validation_fraction=0 leaves "
+            "none. Set data.validation_fraction > 0. Received: "
+            f"data.validation_fraction={config.data.validation_fraction}"
+        )
+    return datasets
+
+
+def _prepare_search(config, role, datasets, strategy, overwrite, verbose):
+    """Resolves the objective and baselines, builds the tuner, and (except on
+    a distributed worker) records the search's start in its project."""
+    project_dir = project_dir_for(config)
+    saved_config = config
+    saved_search = {} if overwrite else read_search_file(project_dir)
+    if saved_search.get("objective") and config.tuning.objective == "auto":
+        # Keep the objective the search started with, whatever is cached now.
+        config = config.replace([f"tuning.objective={saved_search['objective']}"])
+    baselines = _baselines_for(config, role, datasets, strategy, verbose)
+    objective = resolve_objective(config, baselines is not None)
+    validation_baselines = (
+        None if baselines is None else baselines.metrics("validation")
+    )
+    hypermodel = MultiTaskHyperModel(
+        config, datasets.features, baselines=validation_baselines
+    )
+    tuner = make_tuner(
+        config, hypermodel, objective, strategy=strategy, overwrite=overwrite
+    )
+    if role != "worker":
+        record_search_start(project_dir, saved_config, saved_search, objective.name)
+    logger.info(
+        "Tuning %s with %s: objective %s (%s), up to %d trials in %s",
+        config.name,
+        config.tuning.tuner,
+        objective.name,
+        objective.direction,
+        config.tuning.max_trials,
+        project_dir,
+    )
+    return _PreparedSearch(config, objective, validation_baselines, hypermodel, tuner)
+
+
+def _trial_callbacks(config, objective, project_dir):
+    """TensorBoard logs per trial, and early stopping on the objective."""
+    callbacks = [keras.callbacks.TensorBoard(str(project_dir / "logs"))]
+    if config.train.early_stopping_patience:
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=objective.name,
+                mode=objective.direction,
+                patience=config.train.early_stopping_patience,
+            )
+        )
+    return callbacks
 
 
 def run_search(
@@ -215,146 +261,54 @@ def run_search(
         logger.warning("A distributed worker never overwrites; the chief does.")
         overwrite = False
     project_dir = project_dir_for(config)
-    _check_project(project_dir, config, overwrite)
+    check_project(project_dir, config, overwrite)
     strategy = strategy or make_strategy(config.train)
-    if datasets is None:
-        datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    if datasets.validation is None:
-        raise ValueError(
-            "Tuning needs a validation split, and data.validation_fraction=0 leaves "
-            "none. Set data.validation_fraction > 0. Received: "
-            f"data.validation_fraction={config.data.validation_fraction}"
-        )
-    saved_config = config
-    saved_search = {} if overwrite else _read_json(project_dir / "search.json")
-    if saved_search.get("objective") and config.tuning.objective == "auto":
-        # Keep the objective the search started with, whatever is cached now.
-        config = config.replace([f"tuning.objective={saved_search['objective']}"])
-    baselines = _baselines_for(config, role, datasets, strategy, verbose)
-    objective = resolve_objective(config, baselines is not None)
-    validation_baselines = (
-        None if baselines is None else baselines.metrics("validation")
-    )
-    hypermodel = MultiTaskHyperModel(
-        config, datasets.features, baselines=validation_baselines
-    )
-    tuner = make_tuner(
-        config, hypermodel, objective, strategy=strategy, overwrite=overwrite
-    )
-    if role != "worker":
-        project_dir.mkdir(parents=True, exist_ok=True)
-        (project_dir / "config.toml").write_text(saved_config.to_toml())
-        search = {**saved_search, "objective": objective.name}
-        (project_dir / "search.json").write_text(json.dumps(search, indent=1))
-    logger.info(
-        "Tuning %s with %s: objective %s (%s), up to %d trials in %s",
-        config.name,
-        config.tuning.tuner,
-        objective.name,
-        objective.direction,
-        config.tuning.max_trials,
-        project_dir,
-    )
-    trial_callbacks = [keras.callbacks.TensorBoard(str(project_dir / "logs"))]
-    if config.train.early_stopping_patience:
-        trial_callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=objective.name,
-                mode=objective.direction,
-                patience=config.train.early_stopping_patience,
-            )
-        )
-    tuner.search(
+    datasets = _datasets_with_validation(config, datasets, strategy)
+    search = _prepare_search(config, role, datasets, strategy, overwrite, verbose)
+    search.tuner.search(
         datasets.train,
         validation_data=datasets.validation,
-        epochs=config.train.epochs,
-        callbacks=[*trial_callbacks, *callbacks],
+        epochs=search.config.train.epochs,
+        callbacks=[
+            *_trial_callbacks(search.config, search.objective, project_dir),
+            *callbacks,
+        ],
         verbose=verbose,
         shuffle=False,  # The pipeline shuffles.
     )
     if role == "worker":
-        return SearchResult("worker", tuner, project_dir, objective.name)
-    return _finish(
-        tuner,
-        hypermodel,
-        config,
-        datasets,
-        objective,
-        role or "single",
-        validation_baselines,
-        export,
-    )
+        return SearchResult("worker", search.tuner, project_dir, search.objective.name)
+    return _finish(search, datasets, role or "single", export)
 
 
-def _finish(tuner, hypermodel, config, datasets, objective, role, baselines, export):
-    from keras_mtl.tuning.plot import plot_tradeoff
-
+def _finish(search, datasets, role, export):
+    """The chief's (or a single machine's) end of a search: the results
+    files, then the best model evaluated, exported and recorded."""
+    config, objective, tuner = search.config, search.objective, search.tuner
     project_dir = project_dir_for(config)
     best_trials = tuner.oracle.get_best_trials(1)
     best_trial = best_trials[0].trial_id if best_trials else None
     rows = trial_rows(tuner.oracle, config.tasks, best_trial)
-    files = {
-        "csv": project_dir / "results.csv",
-        "markdown": project_dir / "results.md",
-        "plot": project_dir / "tradeoff.png",
-    }
-    files["csv"].write_text(rows_to_csv(rows))
-    title = (
-        f"{config.name}: {config.tuning.tuner} search, objective {objective.name} "
-        f"({objective.direction})"
-    )
-    files["markdown"].write_text(rows_to_markdown(rows, f"# {title}"))
-    try:
-        plot_tradeoff(
-            rows, config.tasks, files["plot"], baselines=baselines, title=title
-        )
-    except ImportError as error:
-        logger.warning("No trade-off plot: %s", error)
-        files.pop("plot")
+    files = write_results(project_dir, rows, config, objective, search.baselines)
     result = SearchResult(
         role, tuner, project_dir, objective.name, rows, best_trial, files=files
     )
     if best_trial is None:
         logger.warning("No trial finished; nothing to export.")
         return result
-    best_config = hypermodel.trial_config(best_trials[0].hyperparameters)
-    try:
-        with warnings.catch_warnings():
-            # Keras Tuner reloads weights into a model whose optimizer is not
-            # built yet; the optimizer state is not needed to export.
-            warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-            model = tuner.get_best_models(1)[0]
-    except OSError as error:
-        raise RuntimeError(
-            f"Cannot load trial {best_trial}'s weights from {project_dir}: {error}. "
-            "In a distributed search, tuning.directory must be one directory "
-            "that every machine sees (NFS or another shared filesystem)."
-        ) from None
+    best_config = search.hypermodel.trial_config(best_trials[0].hyperparameters)
+    model = load_best_model(tuner, best_trial, project_dir)
     report = evaluation_report(model, datasets, best_config)
-    search_file = project_dir / "search.json"
-    search = _read_json(search_file)
-    export_path = None
-    if export:
-        previous = search.get("export")
-        if (
-            search.get("best_trial") == best_trial
-            and previous
-            and Path(previous).is_dir()
-        ):
-            export_path = Path(previous)  # Resumed with nothing new: keep it.
-        else:
-            export_path = export_run(model, best_config, datasets, report.test)
-    search.update(
-        {
-            "objective": objective.name,
-            "best_trial": best_trial,
-            "best_score": best_trials[0].score,
-            "best_config": best_config.to_dict(),
-            "test": report.test,
-            "export": None if export_path is None else str(export_path),
-        }
+    export_path = export_best(
+        project_dir,
+        model,
+        best_trials[0],
+        best_config,
+        datasets,
+        report,
+        objective=objective,
+        export=export,
     )
-    search_file.write_text(json.dumps(search, indent=1, default=str))
     return result._replace(
         best_config=best_config, report=report, export_path=export_path
     )
