@@ -101,14 +101,34 @@ _EXPORTS = {
     "keras_mtl.weighting": ("make_weighting",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-# Subpackages reachable as attributes: `keras_mtl.serving.Client`, ...
+# Subpackages reachable as attributes, as after `import keras_mtl.serving`:
+# `keras_mtl.serving.Client`, ... (only these two are public API).
 _SUBPACKAGES = ("plots", "serving")
+_MODULES = (
+    *_SUBPACKAGES,
+    "callbacks",
+    "cli",
+    "compat",
+    "config",
+    "data",
+    "diagnostics",
+    "distribute",
+    "evaluation",
+    "export",
+    "models",
+    "multi_worker",
+    "saved_model",
+    "tasks",
+    "training",
+    "tuning",
+    "weighting",
+)
 
 __all__ = sorted([*_MODULE_OF, *_SUBPACKAGES])
 
 
 def __getattr__(name):
-    if name in _SUBPACKAGES:
+    if name in _MODULES:
         return importlib.import_module(f"keras_mtl.{name}")
     if name not in _MODULE_OF:
         raise AttributeError(f"module 'keras_mtl' has no attribute {name!r}")
