@@ -4,8 +4,14 @@ Reads files as real ones are: a header line (or `data.columns` for files
 without one), spaces after commas, missing values such as `?`, numeric and
 string columns side by side. Columns are numeric when every present value
 parses as a number, categorical otherwise (or when listed in
-`data.categorical_columns`). The label columns and `data.exclude_columns` never
-become inputs. Statistics and vocabularies come from the training split only.
+`data.categorical_columns`). The label columns, `tasks.*.sample_weight_column`
+and `data.exclude_columns` never become inputs. Statistics and vocabularies
+come from the training split only.
+
+A label that is a missing value is `MISSING_LABEL` in a multiclass label and
+NaN in a binary or regression one. With `data.missing_labels = "mask"` a row
+is kept when at least one task has its label; with `"drop"`, only when every
+task has. Rows are dropped before the split into train / validation / test.
 """
 
 import collections
@@ -17,6 +23,7 @@ import tensorflow as tf
 
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import CategoricalFeature, NumericFeature
+from keras_mtl.tasks import MISSING_LABEL
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +36,7 @@ def _read_rows(path, columns):
         ]
         if not header:
             raise ValueError(f"{path}: the file is empty; expected a header line.")
-        rows = []
+        rows, lines = [], []
         for line_number, row in enumerate(reader, start=1 if columns else 2):
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
@@ -39,9 +46,10 @@ def _read_rows(path, columns):
                     f"({', '.join(header)}), found {len(row)}."
                 )
             rows.append([value.strip() for value in row])
+            lines.append(line_number)
     if not rows:
         raise ValueError(f"{path}: no data rows after the header.")
-    return header, np.array(rows, dtype=object)
+    return header, np.array(rows, dtype=object), np.array(lines)
 
 
 def _is_number(text):
@@ -85,8 +93,9 @@ def _encode_labels(task, values, missing, path):
             )
         others = [v for v in distinct if v != positive]
         negative = others[0] if len(others) == 1 else "not " + positive
-        labels = (values == positive).astype(np.float32).reshape(-1, 1)
-        return labels, present, [negative, positive]
+        labels = (values == positive).astype(np.float32)
+        labels[~present] = np.nan
+        return labels.reshape(-1, 1), present, [negative, positive]
     if len(distinct) != task.num_classes:
         raise ValueError(
             f"Task {task.name!r}: num_classes={task.num_classes} but column "
@@ -94,8 +103,26 @@ def _encode_labels(task, values, missing, path):
             f"{distinct[:20]}. Set tasks.{task.name}.num_classes={len(distinct)}."
         )
     index = {name: i for i, name in enumerate(distinct)}
-    labels = np.array([index.get(v, -1) for v in values], np.int32)
+    labels = np.array([index.get(v, MISSING_LABEL) for v in values], np.int32)
     return labels, present, distinct
+
+
+def _column_weights(values, labelled, lines, column, path):
+    """A `sample_weight_column`'s values as per-row weights (1 where unused)."""
+    weights = np.ones(len(values), np.float32)
+    for row in np.flatnonzero(labelled):
+        try:
+            weight = float(values[row])
+        except ValueError:
+            weight = None
+        if weight is None or not np.isfinite(weight) or weight < 0:
+            raise ValueError(
+                f"{path}, line {lines[row]}: column {column!r} holds sample "
+                f"weights, which must be finite numbers >= 0. Received: "
+                f"{values[row]!r}"
+            )
+        weights[row] = weight
+    return weights
 
 
 def _split_indices(count, config):
@@ -117,9 +144,11 @@ def load_csv(config):
     """Reads `config.data.path` into unbatched datasets and input specs.
 
     Returns:
-        `(splits, features, class_names)`: a dict of unbatched `tf.data`
-        datasets of `(inputs, labels)` for "train", "validation" and "test";
-        the input specs; and each task's class names (None for regression).
+        `(splits, features, class_names, sizes)`: a dict of unbatched
+        `tf.data` datasets of `(inputs, labels)` for "train", "validation"
+        and "test" (`(inputs, labels, {task: weight})` when some task has a
+        `sample_weight_column`); the input specs; each task's class names
+        (None for regression); and each split's row count.
     """
     data = config.data
     path = resolve_path(data.path)
@@ -131,11 +160,17 @@ def load_csv(config):
             "https://archive.ics.uci.edu/dataset/2/adult (adult.data, no header: "
             "also set data.columns)."
         )
-    header, rows = _read_rows(path, data.columns)
+    header, rows, lines = _read_rows(path, data.columns)
     missing = set(data.missing_values)
     label_keys = [task.label_key for task in config.tasks]
+    weight_columns = {
+        task.name: task.sample_weight_column
+        for task in config.tasks
+        if task.sample_weight_column
+    }
     named = {
         "tasks.label": label_keys,
+        "tasks.sample_weight_column": list(weight_columns.values()),
         "data.exclude_columns": data.exclude_columns,
         "data.categorical_columns": data.categorical_columns,
     }
@@ -146,24 +181,39 @@ def load_csv(config):
                 f"{key}: column {unknown[0]!r} is not in {path}. Columns: {header}"
             )
 
-    keep = np.ones(len(rows), bool)
-    labels, class_names = {}, {}
+    labels, class_names, present = {}, {}, {}
     for task in config.tasks:
         values = rows[:, header.index(task.label_key)]
-        labels[task.name], present, class_names[task.name] = _encode_labels(
+        labels[task.name], present[task.name], class_names[task.name] = _encode_labels(
             task, values, missing, path
         )
-        keep &= present
+    weights = {
+        name: _column_weights(
+            rows[:, header.index(column)], present[name], lines, column, path
+        )
+        for name, column in weight_columns.items()
+    }
+    if data.missing_labels == "drop":
+        keep = np.logical_and.reduce(list(present.values()))
+        reason = "a missing label"
+    else:
+        keep = np.logical_or.reduce(list(present.values()))
+        reason = "no label for any task"
     if not keep.all():
-        logger.info("%s: dropped %d rows with a missing label", path, (~keep).sum())
+        logger.info("%s: dropped %d rows with %s", path, (~keep).sum(), reason)
     rows = rows[keep]
     labels = {name: value[keep] for name, value in labels.items()}
+    weights = {name: value[keep] for name, value in weights.items()}
 
     splits = _split_indices(len(rows), config)
     train_rows = rows[splits["train"]]
     inputs, features = {}, []
     for column, name in enumerate(header):
-        if name in label_keys or name in data.exclude_columns:
+        if (
+            name in label_keys
+            or name in weight_columns.values()
+            or name in data.exclude_columns
+        ):
             continue
         values = rows[:, column]
         present = np.array([v not in missing for v in values])
@@ -187,14 +237,14 @@ def load_csv(config):
             variance = float(np.nanvar(train_numbers)) if train_present.any() else 1.0
             features.append(NumericFeature(name, mean, variance))
             inputs[name] = numbers
-    datasets = {
-        split: tf.data.Dataset.from_tensor_slices(
-            (
-                {name: value[index] for name, value in inputs.items()},
-                {name: value[index] for name, value in labels.items()},
-            )
+    datasets = {}
+    for split, index in splits.items():
+        element = (
+            {name: value[index] for name, value in inputs.items()},
+            {name: value[index] for name, value in labels.items()},
         )
-        for split, index in splits.items()
-    }
+        if weights:
+            element += ({name: value[index] for name, value in weights.items()},)
+        datasets[split] = tf.data.Dataset.from_tensor_slices(element)
     sizes = {split: len(index) for split, index in splits.items()}
     return datasets, tuple(features), class_names, sizes

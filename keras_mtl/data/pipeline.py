@@ -1,4 +1,7 @@
-"""One tf.data pipeline for every source: cache, shuffle, batch, prefetch.
+"""One tf.data pipeline for every source: labels, cache, shuffle, batch, prefetch.
+
+Every source's splits first pass the label stage (`keras_mtl.data.labels`:
+missing and hidden labels, per-task sample weights, target scales).
 
 With `data.cache = true` (the default) each split is read once and held in
 memory as stacked tensors; every epoch shuffles the indices of the whole split
@@ -33,6 +36,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtl.data.csv_source import load_csv
+from keras_mtl.data.labels import apply_labels
 from keras_mtl.data.tfds_source import load_tfds
 
 _SHARD_BY_DATA = tf.data.Options()
@@ -45,15 +49,21 @@ _SHARD_BY_DATA.experimental_distribute.auto_shard_policy = (
 class Datasets:
     """Batched splits of `(inputs, {task: label})` and what describes them.
 
+    A missing label is `MISSING_LABEL` (-1) or NaN (`keras_mtl.data.labels`).
+
     Attributes:
         train: Shuffled (when `train.shuffle`) in an order set by `data.seed`
-            and `train.seed`, batched, prefetched.
+            and `train.seed`, batched, prefetched. Its batches are
+            `(inputs, labels, {task: sample_weight})` when some task has a
+            `class_weight` or a `sample_weight_column`.
         validation: Batched; None when the validation split is empty.
         test: Batched.
         features: One spec per model input (`keras_mtl.data.features`).
         class_names: Task name -> class names, or None for regression.
         sizes: Split name -> number of examples before batching (None where
             the source does not know).
+        labelled: Split name -> task name -> number of examples that carry
+            the task's label.
     """
 
     train: tf.data.Dataset
@@ -62,6 +72,7 @@ class Datasets:
     features: tuple
     class_names: dict
     sizes: dict
+    labelled: dict = dataclasses.field(default_factory=dict)
 
 
 def _batches_from_memory(dataset, count, batch_size, drop_remainder, shuffle_seed):
@@ -121,6 +132,7 @@ def load_datasets(config, replicas=1):
     """
     loader = load_csv if config.data.source == "csv" else load_tfds
     splits, features, class_names, sizes = loader(config)
+    splits, sizes, labelled, scales = apply_labels(config, splits, sizes, class_names)
     batch_size = config.train.batch_size
     if batch_size % replicas:
         raise ValueError(
@@ -173,7 +185,8 @@ def load_datasets(config, replicas=1):
         train=finish("train", training=True),
         validation=finish("validation", False) if sizes["validation"] != 0 else None,
         test=finish("test", training=False),
-        features=features,
+        features=tuple(features) + scales,
         class_names=class_names,
         sizes=sizes,
+        labelled=labelled,
     )

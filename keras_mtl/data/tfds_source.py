@@ -1,7 +1,9 @@
 """Any TFDS dataset with one input feature and two label features.
 
 `cifar100` gives `image` -> (`coarse_label`, `label`); the embedded `shapes`
-builder gives the same keys. The validation split is carved from the end of the
+builder gives the same keys. A label equal to `tasks.*.missing_label` (or a
+negative class label) is missing: `MISSING_LABEL` in an integer label, NaN in
+a float one. The validation split is carved from the end of the
 training split. A dataset that is not prepared is downloaded when
 `data.download` is true and the network answers; offline, this fails at once
 with a message that says how to prepare the data elsewhere, instead of TFDS's
@@ -16,6 +18,7 @@ import tensorflow_datasets as tfds
 import keras_mtl.data.shapes  # noqa: F401  (registers the `shapes` builder)
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import ImageFeature
+from keras_mtl.tasks import MISSING_LABEL
 
 # TFDS first looks for prepared datasets on Google Cloud Storage.
 _PROBE_HOST = ("storage.googleapis.com", 443)
@@ -95,6 +98,30 @@ def _split_names(data, splits_info):
     return names, sizes
 
 
+def _label(value, task):
+    """A task's label, `tasks.*.missing_label` turned into the missing value.
+
+    A class label below 0 is missing too (`MISSING_LABEL`); a regression
+    target is missing where it equals a `missing_label` other than the
+    default -1 (a real target may be -1), or is NaN.
+    """
+    if value.dtype == tf.bool:
+        value = tf.cast(value, tf.int32)
+    if task.kind == "regression":
+        value = tf.cast(value, tf.float32)
+        missing = tf.math.is_nan(value)
+        if task.missing_label != MISSING_LABEL:
+            missing |= tf.equal(value, float(task.missing_label))
+    else:
+        missing = tf.less(value, 0) | tf.equal(
+            value, tf.cast(task.missing_label, value.dtype)
+        )
+    if task.kind == "multiclass":
+        return tf.where(missing, MISSING_LABEL, tf.cast(value, tf.int32))
+    value = tf.cast(value, tf.float32)
+    return tf.reshape(tf.where(missing, float("nan"), value), (1,))
+
+
 def load_tfds(config):
     """Loads `config.data.dataset` into unbatched datasets and input specs.
 
@@ -145,11 +172,7 @@ def load_tfds(config):
         inputs = {data.feature: tf.cast(example[data.feature], tf.float32)}
         labels = {}
         for task in config.tasks:
-            label = example[task.label_key]
-            if task.kind == "multiclass":
-                labels[task.name] = tf.cast(label, tf.int32)
-            else:
-                labels[task.name] = tf.reshape(tf.cast(label, tf.float32), (1,))
+            labels[task.name] = _label(example[task.label_key], task)
         return inputs, labels
 
     splits = {

@@ -213,8 +213,13 @@ def train_baseline(config, task, seed, *, datasets, strategy, verbose=0):
     keras.utils.set_random_seed(seed)
     model = build_single_task_model(config, task, datasets.features, strategy=strategy)
 
-    def one_label(inputs, labels):
-        return inputs, {task.name: labels[task.name]}
+    def one_label(inputs, labels, *sample_weights):
+        # Rows without the task's label keep their missing value: the masked
+        # loss skips them, so the baseline learns from the rows that carry it.
+        selected = (inputs, {task.name: labels[task.name]})
+        if sample_weights:
+            selected += ({task.name: sample_weights[0][task.name]},)
+        return selected
 
     callbacks = [keras.callbacks.TerminateOnNaN()]
     if config.train.early_stopping_patience:
