@@ -1,5 +1,8 @@
 """gRPC PredictionService and ModelService: the stock stubs, answers equal to REST."""
 
+import json
+import time
+
 import grpc
 import numpy as np
 import pytest
@@ -15,6 +18,7 @@ from tensorflow_serving.apis import (
 
 from keras_mtl.saved_model import LoadedModel
 from keras_mtl.serving import Client, ModelServer, ServedModelConfig, ServingError
+from keras_mtl.serving.predictor import op_error_message
 
 import serving_helpers as helpers
 
@@ -206,3 +210,66 @@ def test_classify_regress_and_multi_inference_say_what_they_do_not_do(server):
         with pytest.raises(grpc.RpcError) as caught:
             stub.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
         assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_a_tiny_request_declaring_a_huge_shape_is_refused_before_decoding(server):
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "image"
+    proto = request.inputs["image"]
+    proto.dtype = tf.float32.as_datatype_enum
+    for size in (30000, 32, 32, 3):  # 368 MB of float32 from one float_val
+        proto.tensor_shape.dim.add().size = size
+    proto.float_val.append(0.5)
+    assert request.ByteSize() < 100
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+        start = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Predict(request, timeout=30)
+        assert time.perf_counter() - start < 1.0
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    details = caught.value.details()
+    assert "368640000 bytes" in details and "--max_request_tensor_bytes" in details
+    assert "[30000,32,32,3]" in details
+    assert server.budget.in_flight == 0
+
+
+def test_a_batch_of_zero_rows_answers_zero_rows_without_graph_internals(client):
+    image = client.grpc_predict("image", {"image": np.zeros((0, 8, 8, 3), np.float32)})
+    one = client.grpc_predict("image", {"image": helpers.image_batch(1)})
+    assert {name: value.shape for name, value in image.items()} == {
+        name: (0,) + value.shape[1:] for name, value in one.items()
+    }
+    assert {name: value.dtype for name, value in image.items()} == {
+        name: value.dtype for name, value in one.items()
+    }
+    empty = {
+        "age": np.zeros((0,), np.float32),
+        "hours-per-week": np.zeros((0,), np.float32),
+        "workclass": np.zeros((0,), object),
+    }
+    tabular = client.grpc_predict("tabular", empty)
+    assert tabular["income"].shape == (0, 1)
+    status, body = client.request(
+        "POST",
+        "/v1/models/tabular:predict",
+        b'{"inputs": {"age": [], "hours-per-week": [], "workclass": []}}',
+    )
+    assert status == 200 and json.loads(body) == {
+        "outputs": {"income": [], "marital_status": []}
+    }
+    for body in (b'{"instances": []}', b'{"inputs": {"image": []}}'):
+        status, answer = client.request("POST", "/v1/models/image:predict", body)
+        assert status == 400 and "node" not in answer.decode()
+
+
+def test_model_errors_lose_node_names_and_stacks():
+    message = (
+        "Graph execution error:\n\nDetected at node StatefulPartitionedCall/model/"
+        "dense/Relu defined at (most recent call last):\n<stack traces unavailable>\n"
+        "Matrix size-incompatible: In[0]: [0,3], In[1]: [4,8]\n\t [[{{node "
+        "StatefulPartitionedCall/model/dense/Relu}}]] [Op:__inference_signature_2793]"
+    )
+    assert op_error_message(message) == (
+        "Matrix size-incompatible: In[0]: [0,3], In[1]: [4,8]"
+    )

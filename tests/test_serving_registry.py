@@ -253,3 +253,83 @@ def test_the_old_serving_model_config_name_still_works_with_a_warning():
     assert old is ServedModelConfig
     with pytest.raises(AttributeError, match="NoSuchName"):
         serving.NoSuchName  # noqa: B018
+
+
+def copy_slowly(source, target, delay):
+    """Copies a version in as a slow `cp -r` would: the graph first, then the
+    variables `delay` seconds later (in a thread)."""
+    target.mkdir()
+    for item in source.iterdir():
+        if item.name != "variables":
+            if item.is_dir():
+                shutil.copytree(item, target / item.name)
+            else:
+                shutil.copy2(item, target / item.name)
+    timer = threading.Timer(
+        delay, shutil.copytree, (source / "variables", target / "variables")
+    )
+    timer.start()
+    return timer
+
+
+def test_a_version_copied_in_slowly_loads_once_it_is_complete(
+    versions, tmp_path, caplog
+):
+    model_dir = tmp_path / "image"
+    helpers.copy_version(versions["paths"][0], model_dir, 1)
+    registry = ModelRegistry(
+        [ServedModelConfig("image", str(model_dir))], poll_wait_seconds=0.05
+    )
+    registry.start()
+    try:
+        timer = copy_slowly(versions["paths"][1], model_dir / "2", delay=1.0)
+        wait_for(lambda: registry.available_versions("image") == [2], seconds=15)
+        timer.join()
+    finally:
+        registry.stop()
+    failures = [r for r in caplog.records if "version: 2}" in r.getMessage()]
+    assert 1 <= len(failures) <= 3  # each distinct failure logged once
+    held = registry.resolve(ModelSpec("image"))
+    outputs = held.model.run({"image": versions["images"]})
+    np.testing.assert_array_equal(outputs["fine"], versions["expected"][1]["fine"])
+
+
+def test_failed_loads_back_off_give_up_and_retry_when_files_change():
+    from keras_mtl.serving.load_retries import LoadRetries
+
+    now = [0.0]
+    retries = LoadRetries(1.0, max_num_load_retries=3, clock=lambda: now[0])
+    files = ("saved_model.pb",)
+    assert retries.due("v", files)
+    waits = []
+    for _ in range(4):
+        retries.failed("v", files, "no variables")
+        start = now[0]
+        while not retries.due("v", files) and now[0] < start + 100:
+            now[0] += 0.5
+        waits.append(now[0] - start)
+    assert waits[:3] == [1.0, 2.0, 4.0] and waits[3] == 100.0  # then given up
+    assert retries.due("v", files + ("variables/variables.index",))
+
+
+def test_removing_every_version_unloads_the_last_one(versions, tmp_path):
+    model_dir = tmp_path / "image"
+    helpers.copy_version(versions["paths"][0], model_dir, 1)
+    registry = ModelRegistry(
+        [ServedModelConfig("image", str(model_dir))], poll_wait_seconds=0
+    )
+    registry.start()
+    assert registry.resolve(ModelSpec("image")).version == 1
+    shutil.rmtree(model_dir / "1")
+    registry.poll()
+    assert registry.available_versions("image") == []
+    with pytest.raises(ServingError) as caught:
+        registry.resolve(ModelSpec("image"))
+    assert caught.value.code.name == "NOT_FOUND"
+    assert caught.value.message == "Servable not found for request: Latest(image)"
+    assert [(s.version, s.state) for s in registry.status(ModelSpec("image"))] == [
+        (1, "END")
+    ]
+    helpers.copy_version(versions["paths"][1], model_dir, 3)
+    registry.poll()
+    assert registry.available_versions("image") == [3]

@@ -254,3 +254,48 @@ def test_keras_mtl_predict_uses_the_same_json_codec(tabular, tmp_path, capsys):
             )
         }
         assert outputs[1] == {"predictions": client.predict("tabular", instances=rows)}
+
+
+def test_stopping_finishes_rest_and_grpc_requests_in_flight(tabular):
+    import threading
+
+    pytest.importorskip("tensorflow_serving")
+    server = ModelServer(
+        [ServedModelConfig("tabular", str(tabular.parent))],
+        rest_api_port=helpers.free_port(),
+        grpc_port=helpers.free_port(),
+        poll_wait_seconds=0,
+        drain_timeout_seconds=5,
+    ).start()
+    predict = server.predictor.predict
+
+    def slow_predict(*args, **kwargs):
+        time.sleep(0.6)  # still running when the stop comes
+        return predict(*args, **kwargs)
+
+    server.predictor.predict = slow_predict
+    rows = helpers.tabular_rows(2)
+    loaded = LoadedModel(tabular)
+    answers = {}
+    clients = Client(server.rest_url, grpc=server.grpc_target)
+    clients.grpc_predict("tabular", helpers.columns(rows, loaded.input_specs))
+    calls = {
+        "rest": lambda: clients.predict("tabular", instances=rows),
+        "grpc": lambda: clients.grpc_predict(
+            "tabular", helpers.columns(rows, loaded.input_specs)
+        ),
+    }
+    threads = [
+        threading.Thread(target=lambda k=k: answers.update({k: calls[k]()}))
+        for k in calls
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.25)
+    start = time.perf_counter()
+    server.stop()
+    assert time.perf_counter() - start < 4
+    for thread in threads:
+        thread.join(timeout=10)
+    assert len(answers["rest"]) == 2 and answers["grpc"]["income"].shape == (2, 1)
+    clients.close()

@@ -64,7 +64,7 @@ def add_commands(commands):
         "--rest_api_num_threads",
         type=int,
         default=64,
-        help="REST connections served at the same time",
+        help="REST requests run at the same time (idle connections hold none)",
     )
     flag(
         "--rest_api_timeout_in_ms",
@@ -78,10 +78,41 @@ def add_commands(commands):
         default=64 << 20,
         help="largest REST request body; larger ones get 413",
     )
+    _add_limit_flags(flag)
     flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
     flag("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
     flag("--max_num_load_retries", type=int, default=5)
     parser.set_defaults(run=run)
+
+
+def _add_limit_flags(flag):
+    """keras-mtl's own bounds on connections, memory and shutdown."""
+    flag(
+        "--rest_api_max_connections",
+        type=int,
+        default=512,
+        help="open REST connections; one more is answered 503 and closed",
+    )
+    flag(
+        "--max_bytes_in_flight",
+        type=int,
+        default=128 << 20,
+        help="bytes of requests held at once (REST bodies, decoded gRPC inputs); "
+        "over it 503 UNAVAILABLE",
+    )
+    flag(
+        "--max_request_tensor_bytes",
+        type=int,
+        default=64 << 20,
+        help="largest decoded size of a gRPC request's input tensors; over it "
+        "RESOURCE_EXHAUSTED",
+    )
+    flag(
+        "--drain_timeout_seconds",
+        type=float,
+        default=5.0,
+        help="on SIGTERM / SIGINT, how long requests in flight may take to finish",
+    )
 
 
 def server_from_args(args):
@@ -127,6 +158,10 @@ def server_from_args(args):
         rest_api_num_threads=args.rest_api_num_threads,
         rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
         max_request_bytes=args.rest_api_max_request_bytes,
+        rest_api_max_connections=args.rest_api_max_connections,
+        max_bytes_in_flight=args.max_bytes_in_flight,
+        max_request_tensor_bytes=args.max_request_tensor_bytes,
+        drain_timeout_seconds=args.drain_timeout_seconds,
         grpc_max_threads=args.grpc_max_threads,
         enable_model_warmup=args.enable_model_warmup,
         max_num_load_retries=args.max_num_load_retries,
@@ -145,7 +180,10 @@ def run(args):
         server.start()
         while not stop.wait(0.5):
             pass
-        logger.info("Stopping the model server")
+        logger.info(
+            "Stopping the model server: draining requests in flight (up to %g s)",
+            args.drain_timeout_seconds,
+        )
     finally:
         server.stop()
         for number, handler in previous.items():

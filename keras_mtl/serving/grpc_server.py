@@ -25,6 +25,7 @@ from tensorflow_serving.apis import (
 
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
+from keras_mtl.serving.tensor_size import check_decoded_size
 
 SIGNATURE_DEF_FIELD = "signature_def"
 MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving: builder.SetMaxMessageSize(kint32max)
@@ -59,9 +60,11 @@ def _call(context, function, metrics=None, model_name="", api=""):
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     """`tensorflow.serving.PredictionService` over a `Predictor`."""
 
-    def __init__(self, predictor, metrics=None):
+    def __init__(self, predictor, metrics=None, budget=None, max_tensor_bytes=None):
         self.predictor = predictor
         self.metrics = metrics
+        self.budget = budget
+        self.max_tensor_bytes = max_tensor_bytes
 
     def Predict(self, request, context):
         return _call(
@@ -75,6 +78,16 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _predict(self, request, context):
         spec = spec_from_proto(request.model_spec)
         servable = self.predictor.servable(spec)
+        size = check_decoded_size(request.inputs, self.max_tensor_bytes)
+        if self.budget is None:
+            return self._run_predict(request, context, spec, servable)
+        self.budget.reserve_or_raise(size)
+        try:
+            return self._run_predict(request, context, spec, servable)
+        finally:
+            self.budget.release(size)
+
+    def _run_predict(self, request, context, spec, servable):
         inputs = {}
         for alias, tensor in request.inputs.items():
             try:
@@ -169,8 +182,14 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         )
 
 
-def make_grpc_server(predictor, address, max_threads=16, metrics=None):
-    """A started gRPC server for `predictor` on `address` ("host:port")."""
+def make_grpc_server(
+    predictor, address, max_threads=16, metrics=None, budget=None, max_tensor_bytes=None
+):
+    """A started gRPC server for `predictor` on `address` ("host:port").
+
+    `budget` (a `ByteBudget`) and `max_tensor_bytes` bound the memory that
+    decoded inputs take: see `PredictionService`.
+    """
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(
             max_workers=max_threads, thread_name_prefix="keras-mtl-grpc"
@@ -182,7 +201,7 @@ def make_grpc_server(predictor, address, max_threads=16, metrics=None):
         ],
     )
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(predictor, metrics), server
+        PredictionService(predictor, metrics, budget, max_tensor_bytes), server
     )
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(predictor.registry), server

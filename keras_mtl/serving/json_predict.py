@@ -87,10 +87,12 @@ class PredictRequest:
 
 def parse_json(body):
     """Parses a request body into a JSON object, with TF Serving's errors."""
-    if isinstance(body, (bytes, bytearray, memoryview)):
-        body = bytes(body)
-        if not body.strip():
-            raise invalid_argument("JSON Parse error: The document is empty")
+    if isinstance(body, memoryview):
+        body = body.tobytes()
+    if not body or body.isspace():  # (no stripped copy of a large body)
+        raise invalid_argument("JSON Parse error: The document is empty")
+    document = _loads_fast(body)  # orjson reads bytes and bytearray as they are
+    if document is None and isinstance(body, (bytes, bytearray)):
         try:
             body = body.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -98,9 +100,6 @@ def parse_json(body):
                 f"JSON Parse error: Invalid encoding in string. at offset: "
                 f"{error.start}"
             ) from None
-    elif not body.strip():
-        raise invalid_argument("JSON Parse error: The document is empty")
-    document = _loads_fast(body)
     try:
         if document is None:
             document = json.loads(body)
@@ -263,7 +262,9 @@ def predict_request_from_json(body, input_infos):
     if isinstance(body, dict):
         document = body
     else:
-        raw = body if isinstance(body, bytes) else str(body).encode()
+        if isinstance(body, memoryview):
+            body = body.tobytes()
+        raw = body if isinstance(body, (bytes, bytearray)) else str(body).encode()
         literals = b"true" in raw or b"false" in raw
         document = parse_json(body)
     signature_name = _signature_name(document)

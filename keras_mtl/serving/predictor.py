@@ -6,6 +6,7 @@ the output filter, then run the signature, directly or through the batch
 scheduler. Both fronts call it, so their answers and their errors are equal.
 """
 
+import re
 import time
 
 import numpy as np
@@ -35,15 +36,55 @@ def _dtype_of(array):
         return None
 
 
+_GRAPH_NOISE = re.compile(r"\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]")
+
+
+def op_error_message(message):
+    """TensorFlow's message without the graph's internals: eager's "Graph
+    execution error", "Detected at node ..." and its stack, `[[{{node ...}}]]`
+    and `[Op:...]` (node and function names say nothing to a client)."""
+    kept = []
+    for line in message.splitlines():
+        stripped = line.strip()
+        if (
+            not stripped
+            or stripped.startswith(("Graph execution error", "Detected at node"))
+            or stripped.startswith(("<stack traces", "File ", "{{"))
+        ):
+            continue
+        stripped = _GRAPH_NOISE.sub("", stripped).strip()
+        if stripped:
+            kept.append(stripped)
+    return " ".join(kept) or "The model failed on this input."
+
+
 def _model_error(error):
     """A failure inside the model call, as a status."""
     if isinstance(error, ServingError):
         return error
     if isinstance(error, tf.errors.OpError):
-        return ServingError(Code(error.error_code), error.message)
+        return ServingError(Code(error.error_code), op_error_message(error.message))
     if isinstance(error, (ValueError, TypeError)):
         return invalid_argument(str(error))
     return ServingError(Code.INTERNAL, f"{type(error).__name__}: {error}")
+
+
+def _empty_outputs(signature_def, tensors):
+    """A batch of 0 rows gets outputs of 0 rows without a model call, as a
+    model that accepts empty batches answers (many graphs fail on them, with
+    node names in the error); None for a non-empty batch, or outputs whose
+    shape the signature does not fix."""
+    if not tensors or any(a.ndim == 0 or a.shape[0] for a in tensors.values()):
+        return None
+    outputs = {}
+    for name, info in signature_def.outputs.items():
+        dims = [d.size for d in info.tensor_shape.dim]
+        if info.tensor_shape.unknown_rank or not dims or -1 in dims[1:]:
+            return None
+        dtype = tf.as_dtype(info.dtype)
+        numpy_dtype = object if dtype == tf.string else dtype.as_numpy_dtype
+        outputs[name] = np.zeros([0] + dims[1:], dtype=numpy_dtype)
+    return outputs
 
 
 class Predictor:
@@ -201,7 +242,10 @@ class Predictor:
         self._check_names(signature_def, inputs, output_filter)
         tensors = self._check_tensors(servable, key, inputs)
         start = time.perf_counter()
-        if self.scheduler is None:
+        empty = _empty_outputs(signature_def, tensors)
+        if empty is not None:
+            outputs = empty
+        elif self.scheduler is None:
             try:
                 outputs = servable.model.run(tensors, key)
             except Exception as error:  # reported to the client as a status

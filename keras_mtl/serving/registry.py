@@ -4,9 +4,13 @@ TF Serving's file-system source and aspired-versions manager, for one
 process: every `poll_wait_seconds` it lists each model's base path, keeps the
 integer directories its version policy asks for (`latest` N, `all`,
 `specific`), loads and warms up new ones, swaps them in, then unloads the
-versions no longer wanted. Directories whose names are not integers (an
-exporter's `.tmp-export-*`) are ignored. A request holds the `Servable` it
-resolved, so a swap never changes the version a request in flight runs on.
+versions no longer wanted; a version whose directory is removed is
+unloaded, even the last one. Directories whose names are not integers (an
+exporter's `.tmp-export-*`) are ignored. A version that fails to load is
+tried again (`LoadRetries`: at once when its files change, else with
+backoff), so a version copied in slowly loads once its copy is complete. A
+request holds the `Servable` it resolved, so a swap never changes the version
+a request in flight runs on.
 """
 
 import dataclasses
@@ -15,6 +19,7 @@ import threading
 import time
 
 from keras_mtl.saved_model import LoadedModel, version_dirs
+from keras_mtl.serving.load_retries import LoadRetries, directory_fingerprint
 from keras_mtl.serving.status import Code, invalid_argument, not_found
 
 logger = logging.getLogger("keras_mtl.serving")
@@ -26,6 +31,10 @@ START, LOADING, AVAILABLE, UNLOADING, END = (
     "UNLOADING",
     "END",
 )
+
+
+def _key(name, version):
+    return (name, version)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,8 +83,9 @@ class ModelRegistry:
             once, a negative value never (as TF Serving's flag).
         warmup: Called with each new `Servable` before it is swapped in.
         load: Loads a version directory; `LoadedModel` by default.
-        max_num_load_retries: Loads of a failing version retried on the
-            next polls before it is given up.
+        max_num_load_retries: Loads of a failing version retried, with
+            backoff, while its files do not change; it is given up after
+            them, and tried again when its files change.
         metrics: A `Metrics` to record loads in, or None.
         on_change: Called with "load" or "unload" after a version is swapped
             in or out, or None.
@@ -107,7 +117,7 @@ class ModelRegistry:
         self.poll_wait_seconds = poll_wait_seconds
         self._warmup = warmup
         self._load = load
-        self._max_retries = max_num_load_retries
+        self._retries = LoadRetries(poll_wait_seconds, max_num_load_retries)
         self._metrics = metrics
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -150,18 +160,22 @@ class ModelRegistry:
         states = self._states[config.name]
         for version in sorted(aspired):
             state = states.get(version)
-            retry = state is not None and (
-                state.state == END
-                and (
-                    state.error_code == Code.OK  # unloaded before, wanted again
-                    or state.failed_loads <= self._max_retries
-                )
-            )
-            if state is None or retry:
+            if state is None or (
+                state.state == END and state.error_code == Code.OK
+            ):  # new, or unloaded before and wanted again
                 self._load_version(config, version, directories[version])
+            elif state.state == END:
+                fingerprint = directory_fingerprint(directories[version])
+                if self._retries.due(_key(config.name, version), fingerprint):
+                    self._load_version(config, version, directories[version])
+        for key in self._retries.keys():
+            if key[0] == config.name and key[1] not in directories:
+                self._retries.forget(key)
+        for version in sorted(set(self._available[config.name]) - set(directories)):
+            self._unload_version(config, version)  # its directory is gone
         available = self._available[config.name]
         if not (aspired & set(available)):
-            return  # Keep serving what there is until a wanted version loads.
+            return  # Keep serving what is on disk until a wanted version loads.
         for version in sorted(set(available) - aspired):
             self._unload_version(config, version)
 
@@ -175,28 +189,31 @@ class ModelRegistry:
             version, LOADING, failed_loads=previous.failed_loads if previous else 0
         )
         self._set(config.name, state)
+        fingerprint = directory_fingerprint(path)  # the files this load reads
         start = time.perf_counter()
         try:
             servable = Servable(config.name, version, str(path), self._load(path))
             warmed = self._warmup(servable) if self._warmup else None
         except Exception as error:  # Any load failure is reported, not raised.
+            message = f"Failed to load {path}: {error}".splitlines()[0]
+            failures = self._retries.failed(
+                _key(config.name, version),
+                fingerprint,
+                f"Failed to load servable version {{name: {config.name} version: "
+                f"{version}}}: {message}",
+            )
             state = dataclasses.replace(
                 state,
                 state=END,
                 error_code=Code.UNKNOWN,
-                error_message=f"Failed to load {path}: {error}".splitlines()[0],
-                failed_loads=state.failed_loads + 1,
+                error_message=message,
+                failed_loads=failures,
             )
             self._set(config.name, state)
             if self._metrics:
                 self._metrics.record_load(str(path), False, 0.0)
-            logger.warning(
-                "Failed to load servable version {name: %s version: %d}: %s",
-                config.name,
-                version,
-                state.error_message,
-            )
             return
+        self._retries.forget(_key(config.name, version))
         seconds = time.perf_counter() - start
         with self._lock:
             self._states[config.name][version] = VersionState(

@@ -8,9 +8,11 @@ opens its ports, then keeps polling their base paths.
 import gc
 import logging
 import threading
+import time
 
 import numpy as np
 
+from keras_mtl.serving.byte_budget import ByteBudget
 from keras_mtl.serving.http_server import HttpServer
 from keras_mtl.serving.metrics import Metrics
 from keras_mtl.serving.model_config import MonitoringConfig
@@ -55,9 +57,20 @@ class ModelServer:
         batching: `BatchingParameters`, or None for no batching.
         monitoring: `MonitoringConfig`; Prometheus metrics when enabled.
         poll_wait_seconds: Seconds between looks for new versions.
-        rest_api_num_threads: REST connections served at once.
+        rest_api_num_threads: REST requests run at once (worker threads);
+            idle and slow connections hold none.
         rest_api_timeout_in_ms: How long a request may wait for its batch.
         max_request_bytes: The largest REST request body (413 above it).
+        rest_api_max_connections: Open REST connections; one more is
+            answered 503 and closed.
+        max_bytes_in_flight: Bytes that requests may hold at once: REST
+            bodies being received or served, gRPC inputs as decoded. A
+            request that does not fit is answered UNAVAILABLE (503).
+        max_request_tensor_bytes: The largest decoded size of a gRPC
+            request's input tensors (shape times dtype size, whatever the
+            TensorProto carries); RESOURCE_EXHAUSTED above it.
+        drain_timeout_seconds: On `stop()`, how long requests in flight may
+            take to finish after the ports stop accepting.
         grpc_max_threads: gRPC worker threads.
         enable_model_warmup: Run each new version at its batch sizes before
             it serves.
@@ -90,11 +103,22 @@ class ModelServer:
         rest_api_num_threads=64,
         rest_api_timeout_in_ms=30000,
         max_request_bytes=64 << 20,
+        rest_api_max_connections=512,
+        max_bytes_in_flight=128 << 20,
+        max_request_tensor_bytes=64 << 20,
+        drain_timeout_seconds=5.0,
         grpc_max_threads=32,
         enable_model_warmup=True,
         max_num_load_retries=5,
         freeze_gc=True,
     ):
+        if max_bytes_in_flight < max_request_bytes:
+            raise ValueError(
+                "max_bytes_in_flight must hold at least one request of "
+                "max_request_bytes. Received: "
+                f"max_bytes_in_flight={max_bytes_in_flight}, "
+                f"max_request_bytes={max_request_bytes}"
+            )
         self.host = host
         self.batching = batching
         self.monitoring = monitoring or MonitoringConfig()
@@ -114,6 +138,10 @@ class ModelServer:
         self._rest_port, self._grpc_port = rest_api_port, grpc_port
         self._rest_threads = rest_api_num_threads
         self._max_request_bytes = max_request_bytes
+        self._max_connections = rest_api_max_connections
+        self.budget = ByteBudget(max_bytes_in_flight)
+        self._max_tensor_bytes = max_request_tensor_bytes
+        self.drain_timeout_seconds = drain_timeout_seconds
         self._grpc_threads = grpc_max_threads
         self._http = self._http_thread = self._grpc = None
         self.rest_port = self.grpc_port = None
@@ -162,6 +190,8 @@ class ModelServer:
                     self.app,
                     num_threads=self._rest_threads,
                     max_body_bytes=self._max_request_bytes,
+                    max_connections=self._max_connections,
+                    budget=self.budget,
                 )
                 self.rest_port = self._http.server_address[1]
                 self._http_thread = threading.Thread(
@@ -190,20 +220,31 @@ class ModelServer:
 
         target = f"{self.host}:{self._grpc_port}"
         self._grpc = make_grpc_server(
-            self.predictor, target, self._grpc_threads, self.metrics
+            self.predictor,
+            target,
+            self._grpc_threads,
+            self.metrics,
+            budget=self.budget,
+            max_tensor_bytes=self._max_tensor_bytes,
         )
         self.grpc_port = self._grpc_port
         logger.info("Running gRPC ModelServer at %s ...", target)
 
     def stop(self):
-        """Closes the ports, then stops batching and polling."""
+        """Stops accepting on both ports, lets the requests in flight finish
+        (up to `drain_timeout_seconds`), then stops batching and polling."""
+        drain = max(0.0, self.drain_timeout_seconds)
+        deadline = time.monotonic() + drain
+        grpc_stopped = None
+        if self._grpc is not None:
+            grpc_stopped = self._grpc.stop(grace=drain)  # refuses new calls now
+            self._grpc = None
         if self._http is not None:
-            self._http.shutdown()
+            self._http.shutdown(drain_seconds=drain)
             self._http.server_close()
             self._http = None
-        if self._grpc is not None:
-            self._grpc.stop(grace=2).wait(5)
-            self._grpc = None
+        if grpc_stopped is not None:
+            grpc_stopped.wait(max(0.0, deadline - time.monotonic()) + 1.0)
         self.predictor.stop()
         self.registry.stop()
         if self._freeze_gc:

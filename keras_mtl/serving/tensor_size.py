@@ -1,0 +1,63 @@
+"""What a gRPC request's TensorProtos take once decoded, checked before decoding.
+
+A TensorProto carries its shape apart from its values, and `tf.make_ndarray`
+(as TensorFlow's `Tensor::FromProto`) fills a tensor that carries fewer values
+than its shape with the last one: a 100-byte request declaring shape
+[30000, 32, 32, 3] with one `float_val` decodes to 368 MB. The size a request
+decodes to is computed from the shapes and dtypes alone, refused above the
+limit with RESOURCE_EXHAUSTED (TensorFlow's code for an allocation that does
+not fit), and reserved from the server's bytes in flight before anything is
+allocated.
+"""
+
+import math
+
+import tensorflow as tf
+
+from keras_mtl.serving.status import Code, ServingError, invalid_argument
+
+_POINTER_BYTES = 8  # an object array holds one reference per string
+
+
+def _shape_text(dims):
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def decoded_size(alias, tensor):
+    """Bytes that `tf.make_ndarray(tensor)` allocates; INVALID_ARGUMENT (TF
+    Serving's "tensor parsing error") for a shape or dtype that cannot be."""
+    dims = [dim.size for dim in tensor.tensor_shape.dim]
+    try:
+        dtype = tf.as_dtype(tensor.dtype)
+    except TypeError:
+        raise invalid_argument(f"tensor parsing error: {alias}") from None
+    if any(d < 0 for d in dims) or dtype == tf.resource or dtype == tf.variant:
+        raise invalid_argument(f"tensor parsing error: {alias}")
+    elements = math.prod(dims)
+    if dtype == tf.string:
+        return elements * _POINTER_BYTES + sum(len(v) for v in tensor.string_val)
+    return elements * dtype.size
+
+
+def check_decoded_size(inputs, limit):
+    """The decoded size of a request's `inputs` (alias -> TensorProto).
+
+    Raises:
+        ServingError: RESOURCE_EXHAUSTED when it is over `limit` (None: no
+            limit), naming the largest input, its shape and dtype.
+    """
+    sizes = {alias: decoded_size(alias, tensor) for alias, tensor in inputs.items()}
+    total = sum(sizes.values())
+    if limit is not None and total > limit:
+        alias = max(sizes, key=sizes.get)
+        tensor = inputs[alias]
+        dims = [dim.size for dim in tensor.tensor_shape.dim]
+        raise ServingError(
+            Code.RESOURCE_EXHAUSTED,
+            f"The input tensors of this request decode to {total} bytes, over the "
+            f"limit of {limit} bytes (--max_request_tensor_bytes); input '{alias}' "
+            f"has shape {_shape_text(dims)} and type "
+            f"{tf.as_dtype(tensor.dtype).name} ({sizes[alias]} bytes) and carries "
+            f"{tensor.ByteSize()} bytes.",
+        )
+    return total
