@@ -254,3 +254,35 @@ register(
         Parameter("gamma", 0.01, at_least(0.0)),
     ],
 )
+# Balancing methods: dual balancing, impartial, smooth Tchebycheff, aligned.
+register(
+    "db_mtl",
+    "keras_mtl.weighting.db_mtl:DBMTLWeighting",
+    parameters=[
+        Parameter("beta", 0.9, Constraint("a number in [0, 1)", lambda v: 0 <= v < 1)),
+        Parameter("beta_sigma", 0.5, at_least(0.0)),
+    ],
+    allows_stop_gradient=False,
+)
+register(
+    "imtl",
+    "keras_mtl.weighting.imtl:IMTLWeighting",
+    parameters=[
+        Parameter("loss_scaling", False),
+        Parameter("learning_rate", 0.01, greater_than(0)),
+    ],
+    allows_stop_gradient=False,
+)
+register(
+    "stch",
+    "keras_mtl.weighting.stch:STCHWeighting",
+    parameters=[
+        Parameter("mu", 1.0, greater_than(0)),
+        Parameter("warmup_epochs", 1, at_least(1)),
+    ],
+)
+register(
+    "aligned_mtl",
+    "keras_mtl.weighting.aligned_mtl:AlignedMTLWeighting",
+    allows_stop_gradient=False,
+)
