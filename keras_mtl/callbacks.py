@@ -123,6 +123,7 @@ def epoch_only(callback):
 class LabelledFractions(keras.callbacks.Callback):
     """Adds each task's labelled fraction of the training and validation
     splits to every epoch's logs: `<task>_labelled`, `val_<task>_labelled`.
+    `train` adds it when some task misses labels (`incomplete`).
 
     With missing labels a task learns from fewer rows than its sibling; the
     fraction beside its loss in the History, `history.csv` and TensorBoard
@@ -141,6 +142,11 @@ class LabelledFractions(keras.callbacks.Callback):
             for task, count in (labelled.get(split) or {}).items():
                 if rows:
                     self.fractions[f"{prefix}{task}_labelled"] = count / rows
+
+    @property
+    def incomplete(self):
+        """Whether some task misses labels in the training or validation split."""
+        return any(fraction < 1.0 for fraction in self.fractions.values())
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:

@@ -26,7 +26,12 @@ from pathlib import Path
 
 import keras
 
-from keras_mtl.callbacks import EpochTensorBoard, TerminateOnNaN, epoch_only
+from keras_mtl.callbacks import (
+    EpochTensorBoard,
+    LabelledFractions,
+    TerminateOnNaN,
+    epoch_only,
+)
 from keras_mtl.config import config_from_dict, resolve_path
 from keras_mtl.data import load_datasets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
@@ -184,6 +189,9 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
         ) + list(callbacks)
         if config.weighting.diagnostics:  # First, so that the logs record it.
             all_callbacks.insert(0, GradientDiagnostics(diagnostic_batch(datasets)))
+        fractions = LabelledFractions(datasets.labelled, datasets.sizes)
+        if fractions.incomplete:
+            all_callbacks.insert(0, fractions)
         history = model.fit(
             datasets.train,
             validation_data=datasets.validation,

@@ -58,7 +58,8 @@ class TaskConfig:
     positive: str = ""
     # Standardise a regression target for its loss (predictions stay in its units).
     normalize: bool = True
-    # A label value that means "no label" in a TFDS feature (-1, NaN always do).
+    # A TFDS label value that means "no label". Class labels: it and any
+    # negative value; float labels: it (when not -1) and NaN.
     missing_label: int = -1
     # CSV: a column of per-row weights for this task's loss.
     sample_weight_column: str = ""
