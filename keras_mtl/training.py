@@ -26,6 +26,7 @@ from pathlib import Path
 
 import keras
 
+from keras_mtl import tasks as task_lib
 from keras_mtl.callbacks import (
     EpochTensorBoard,
     LabelledFractions,
@@ -77,9 +78,23 @@ def _check_resumable(run_dir, config):
     return True
 
 
+def _monitor_mode(monitor):
+    """`min` or `max` for a log such as `val_fine_loss` or `val_income_auc`.
+
+    Keras infers the mode of `loss` and of compiled metrics only; a task's
+    loss (`val_fine_loss`) it cannot place, and refuses.
+    """
+    try:
+        direction = task_lib.metric_direction(monitor)
+    except ValueError:
+        return "auto"
+    return "min" if direction == "lower" else "max"
+
+
 def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
     """The callbacks of every run: backup, best checkpoint, logs, NaN guard."""
     monitor = config.train.monitor
+    mode = _monitor_mode(monitor)
     # The backup and the checkpoint work once an epoch; their batch hooks
     # would slow every step (see keras_mtl/callbacks.py).
     callbacks = [
@@ -88,6 +103,7 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
             keras.callbacks.ModelCheckpoint(
                 str(run_dir / "checkpoints" / "best.keras"),
                 monitor=monitor,
+                mode=mode,
                 save_best_only=True,
             )
         ),
@@ -99,6 +115,7 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
         callbacks.append(
             keras.callbacks.EarlyStopping(
                 monitor=monitor,
+                mode=mode,
                 patience=config.train.early_stopping_patience,
                 restore_best_weights=True,
             )
