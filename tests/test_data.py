@@ -175,6 +175,22 @@ def test_csv_handles_spaces_missing_values_and_types(tmp_path):
     assert flags == [0.0] * 4 + [1.0] * 3
 
 
+def test_non_finite_numbers_count_as_missing(tmp_path, caplog):
+    path = tmp_path / "small.csv"
+    path.write_text(CSV_TEXT.replace("1.6, b", "inf, b").replace("1.85, b", "-inf, b"))
+    config = csv_config(path, "data.missing_labels=drop")
+    with caplog.at_level("WARNING", logger="keras_mtl"):
+        splits, features, _, _ = load_csv(config)
+    (height,) = [feature for feature in features if feature.name == "height"]
+    # The two infinities and the '?' are missing; a row without a flag is dropped.
+    expected = [1.8, 1.7, 1.75, 1.65]
+    assert height.mean == pytest.approx(np.mean(expected), rel=1e-5)
+    assert np.isfinite(height.variance)
+    assert "'height' has 2 non-finite values" in caplog.text
+    heights = [row[0]["height"] for row in splits["train"].as_numpy_iterator()]
+    assert not np.isinf(heights).any() and np.isnan(heights).sum() == 3
+
+
 def test_csv_errors_name_the_problem(tmp_path):
     path = tmp_path / "small.csv"
     path.write_text(CSV_TEXT)

@@ -178,6 +178,8 @@ def test_tabular_inputs_take_raw_values():
     assert cleaned.numpy().ravel().tolist() == [b"a", b"", b"b"]
     filled = FillMissing(7.0)(tf.constant([np.nan, 1.0]))
     assert filled.numpy().ravel().tolist() == [7.0, 1.0]
+    filled = FillMissing(7.0)(tf.constant([np.inf, -np.inf, 2.0]))
+    assert filled.numpy().ravel().tolist() == [7.0, 7.0, 2.0]
 
 
 @pytest.mark.parametrize(

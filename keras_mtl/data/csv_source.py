@@ -161,15 +161,49 @@ def load_csv(config):
             "also set data.columns)."
         )
     header, rows, lines = _read_rows(path, data.columns)
-    missing = set(data.missing_values)
-    label_keys = [task.label_key for task in config.tasks]
     weight_columns = {
         task.name: task.sample_weight_column
         for task in config.tasks
         if task.sample_weight_column
     }
+    _check_columns(config, header, weight_columns, path)
+    labels, class_names, weights, keep = _labels_and_weights(
+        config, header, rows, lines, weight_columns, path
+    )
+    rows = rows[keep]
+    labels = {name: value[keep] for name, value in labels.items()}
+    weights = {name: value[keep] for name, value in weights.items()}
+
+    splits = _split_indices(len(rows), config)
+    not_inputs = {
+        *(task.label_key for task in config.tasks),
+        *weight_columns.values(),
+        *data.exclude_columns,
+    }
+    inputs, features = {}, []
+    for column, name in enumerate(header):
+        if name not in not_inputs:
+            inputs[name], feature = _encode_column(
+                name, rows[:, column], splits["train"], data, path
+            )
+            features.append(feature)
+    datasets = {}
+    for split, index in splits.items():
+        element = (
+            {name: value[index] for name, value in inputs.items()},
+            {name: value[index] for name, value in labels.items()},
+        )
+        if weights:
+            element += ({name: value[index] for name, value in weights.items()},)
+        datasets[split] = tf.data.Dataset.from_tensor_slices(element)
+    sizes = {split: len(index) for split, index in splits.items()}
+    return datasets, tuple(features), class_names, sizes
+
+
+def _check_columns(config, header, weight_columns, path):
+    data = config.data
     named = {
-        "tasks.label": label_keys,
+        "tasks.label": [task.label_key for task in config.tasks],
         "tasks.sample_weight_column": list(weight_columns.values()),
         "data.exclude_columns": data.exclude_columns,
         "data.categorical_columns": data.categorical_columns,
@@ -181,6 +215,11 @@ def load_csv(config):
                 f"{key}: column {unknown[0]!r} is not in {path}. Columns: {header}"
             )
 
+
+def _labels_and_weights(config, header, rows, lines, weight_columns, path):
+    """Each task's encoded labels, class names and row weights, and the rows
+    to keep under `data.missing_labels` (dropped ones are counted in the log)."""
+    missing = set(config.data.missing_values)
     labels, class_names, present = {}, {}, {}
     for task in config.tasks:
         values = rows[:, header.index(task.label_key)]
@@ -193,7 +232,7 @@ def load_csv(config):
         )
         for name, column in weight_columns.items()
     }
-    if data.missing_labels == "drop":
+    if config.data.missing_labels == "drop":
         keep = np.logical_and.reduce(list(present.values()))
         reason = "a missing label"
     else:
@@ -201,50 +240,44 @@ def load_csv(config):
         reason = "no label for any task"
     if not keep.all():
         logger.info("%s: dropped %d rows with %s", path, (~keep).sum(), reason)
-    rows = rows[keep]
-    labels = {name: value[keep] for name, value in labels.items()}
-    weights = {name: value[keep] for name, value in weights.items()}
+    return labels, class_names, weights, keep
 
-    splits = _split_indices(len(rows), config)
-    train_rows = rows[splits["train"]]
-    inputs, features = {}, []
-    for column, name in enumerate(header):
-        if (
-            name in label_keys
-            or name in weight_columns.values()
-            or name in data.exclude_columns
-        ):
-            continue
-        values = rows[:, column]
-        present = np.array([v not in missing for v in values])
-        categorical = name in data.categorical_columns or not all(
-            _is_number(v) for v in values[present]
+
+def _encode_column(name, values, train_index, data, path):
+    """One input column as an array, and its spec from the training rows.
+
+    A column is numeric when every present value parses as a number (unless
+    `data.categorical_columns` names it). Non-finite numbers (`inf`, `nan`)
+    count as missing, like the `data.missing_values` tokens: the model fills
+    them with the training mean. Their count is logged.
+    """
+    missing = set(data.missing_values)
+    present = np.array([v not in missing for v in values])
+    categorical = name in data.categorical_columns or not all(
+        _is_number(v) for v in values[present]
+    )
+    if categorical:
+        train_values = values[train_index]
+        train_values = train_values[[v not in missing for v in train_values]]
+        counts = collections.Counter(train_values)
+        vocabulary = tuple(sorted(counts, key=lambda v: (-counts[v], v)))
+        return values.astype(str), CategoricalFeature(
+            name, vocabulary, tuple(data.missing_values)
         )
-        train_values = train_rows[:, column]
-        train_present = np.array([v not in missing for v in train_values])
-        if categorical:
-            counts = collections.Counter(train_values[train_present])
-            vocabulary = tuple(sorted(counts, key=lambda v: (-counts[v], v)))
-            features.append(
-                CategoricalFeature(name, vocabulary, tuple(data.missing_values))
-            )
-            inputs[name] = values.astype(str)
-        else:
-            numbers = np.full(len(values), np.nan, np.float32)
-            numbers[present] = values[present].astype(np.float32)
-            train_numbers = numbers[splits["train"]]
-            mean = float(np.nanmean(train_numbers)) if train_present.any() else 0.0
-            variance = float(np.nanvar(train_numbers)) if train_present.any() else 1.0
-            features.append(NumericFeature(name, mean, variance))
-            inputs[name] = numbers
-    datasets = {}
-    for split, index in splits.items():
-        element = (
-            {name: value[index] for name, value in inputs.items()},
-            {name: value[index] for name, value in labels.items()},
+    numbers = np.full(len(values), np.nan, np.float32)
+    numbers[present] = values[present].astype(np.float32)
+    non_finite = np.isinf(numbers) | (present & np.isnan(numbers))
+    if non_finite.any():
+        logger.warning(
+            "%s: column %r has %d non-finite values (inf or nan); they count as "
+            "missing and the model fills them with the training mean",
+            path,
+            name,
+            int(non_finite.sum()),
         )
-        if weights:
-            element += ({name: value[index] for name, value in weights.items()},)
-        datasets[split] = tf.data.Dataset.from_tensor_slices(element)
-    sizes = {split: len(index) for split, index in splits.items()}
-    return datasets, tuple(features), class_names, sizes
+        numbers[non_finite] = np.nan
+    train_numbers = numbers[train_index]
+    if np.isnan(train_numbers).all():
+        return numbers, NumericFeature(name, 0.0, 1.0)
+    mean = float(np.nanmean(train_numbers))
+    return numbers, NumericFeature(name, mean, float(np.nanvar(train_numbers)))

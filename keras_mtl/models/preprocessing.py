@@ -40,7 +40,10 @@ class CleanStrings(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
 class FillMissing(keras.layers.Layer):
-    """Replaces NaN with `value` (the column's training mean).
+    """Replaces NaN and infinities with `value` (the column's training mean).
+
+    Non-finite numbers count as missing, in training data (the CSV source
+    does the same) and in requests to the exported model alike.
 
     Args:
         value: The replacement.
@@ -53,7 +56,9 @@ class FillMissing(keras.layers.Layer):
 
     def call(self, inputs):
         inputs = ops.reshape(ops.cast(inputs, self.compute_dtype), (-1, 1))
-        return ops.where(ops.isnan(inputs), ops.cast(self.value, inputs.dtype), inputs)
+        return ops.where(
+            ops.isfinite(inputs), inputs, ops.cast(self.value, inputs.dtype)
+        )
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], 1)
