@@ -147,39 +147,7 @@ def load_datasets(config, replicas=1):
         )
 
     def finish(split, training):
-        dataset, count = splits[split], sizes[split]
-        shuffle = training and config.train.shuffle
-        if shuffle:
-            # TensorFlow derives a shuffle's order from its seed *and* the
-            # global seed at the time the pipeline is built; fixing the global
-            # one here makes the order a function of the config alone
-            # (train.seed and data.seed), whoever built the pipeline when.
-            keras.utils.set_random_seed(config.train.seed)
-        size = batch_size
-        if not training and replicas > 1 and count is not None:
-            # A split smaller than one batch still gets one even batch.
-            size = max(min(batch_size, count // replicas * replicas), replicas)
-        drop_remainder = training or replicas > 1
-        if config.data.cache and count:
-            dataset = _batches_from_memory(
-                dataset,
-                count,
-                size,
-                drop_remainder,
-                config.data.seed if shuffle else None,
-            )
-        else:
-            if config.data.cache:
-                dataset = dataset.cache()
-            if shuffle:
-                dataset = dataset.shuffle(
-                    config.data.shuffle_buffer,
-                    seed=config.data.seed,
-                    reshuffle_each_iteration=True,
-                )
-            dataset = dataset.batch(size, drop_remainder=drop_remainder)
-        dataset = dataset.with_options(_SHARD_BY_DATA)  # Only used by workers.
-        return dataset.prefetch(tf.data.AUTOTUNE)
+        return _batched(config, splits[split], sizes[split], training, replicas)
 
     return Datasets(
         train=finish("train", training=True),
@@ -190,3 +158,36 @@ def load_datasets(config, replicas=1):
         sizes=sizes,
         labelled=labelled,
     )
+
+
+def _batched(config, dataset, count, training, replicas):
+    """One split batched (and shuffled, for training) as `config` says."""
+    batch_size = config.train.batch_size
+    shuffle = training and config.train.shuffle
+    if shuffle:
+        # TensorFlow derives a shuffle's order from its seed *and* the global
+        # seed at the time the pipeline is built; fixing the global one here
+        # makes the order a function of the config alone (train.seed and
+        # data.seed), whoever built the pipeline when.
+        keras.utils.set_random_seed(config.train.seed)
+    size = batch_size
+    if not training and replicas > 1 and count is not None:
+        # A split smaller than one batch still gets one even batch.
+        size = max(min(batch_size, count // replicas * replicas), replicas)
+    drop_remainder = training or replicas > 1
+    if config.data.cache and count:
+        dataset = _batches_from_memory(
+            dataset, count, size, drop_remainder, config.data.seed if shuffle else None
+        )
+    else:
+        if config.data.cache:
+            dataset = dataset.cache()
+        if shuffle:
+            dataset = dataset.shuffle(
+                config.data.shuffle_buffer,
+                seed=config.data.seed,
+                reshuffle_each_iteration=True,
+            )
+        dataset = dataset.batch(size, drop_remainder=drop_remainder)
+    dataset = dataset.with_options(_SHARD_BY_DATA)  # Only used by workers.
+    return dataset.prefetch(tf.data.AUTOTUNE)

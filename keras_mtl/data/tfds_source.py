@@ -138,26 +138,7 @@ def load_tfds(config):
         ) from None
     _prepare(builder, config)
     info = builder.info
-    keys = [data.feature] + [task.label_key for task in config.tasks]
-    for key, field in zip(
-        keys, ["data.feature", "tasks.0.label", "tasks.1.label"], strict=True
-    ):
-        if key not in info.features:
-            raise ValueError(
-                f"{field}={key!r} is not a feature of TFDS dataset {data.dataset!r}. "
-                f"Features: {sorted(info.features)}"
-            )
-    class_names = {}
-    for task in config.tasks:
-        names = _label_names(info, task.label_key)
-        if task.kind == "multiclass" and names and len(names) != task.num_classes:
-            raise ValueError(
-                f"Task {task.name!r}: num_classes={task.num_classes} but "
-                f"{data.dataset}:{task.label_key} has {len(names)} classes. "
-                f"Set tasks.{task.name}.num_classes={len(names)}."
-            )
-        class_names[task.name] = names
-
+    class_names = _check_features(config, info)
     splits_info = info.splits
     for key in ("train_split", "test_split"):
         split = getattr(data, key)
@@ -185,3 +166,29 @@ def load_tfds(config):
         splits["train"] = splits["train"].take(data.max_examples)
     shape = tuple(info.features[data.feature].shape)
     return splits, (ImageFeature(data.feature, shape),), class_names, sizes
+
+
+def _check_features(config, info):
+    """Each task's class names, after checking that the configured features
+    exist and that `num_classes` matches the dataset's."""
+    data = config.data
+    keys = [data.feature] + [task.label_key for task in config.tasks]
+    for key, field in zip(
+        keys, ["data.feature", "tasks.0.label", "tasks.1.label"], strict=True
+    ):
+        if key not in info.features:
+            raise ValueError(
+                f"{field}={key!r} is not a feature of TFDS dataset {data.dataset!r}. "
+                f"Features: {sorted(info.features)}"
+            )
+    class_names = {}
+    for task in config.tasks:
+        names = _label_names(info, task.label_key)
+        if task.kind == "multiclass" and names and len(names) != task.num_classes:
+            raise ValueError(
+                f"Task {task.name!r}: num_classes={task.num_classes} but "
+                f"{data.dataset}:{task.label_key} has {len(names)} classes. "
+                f"Set tasks.{task.name}.num_classes={len(names)}."
+            )
+        class_names[task.name] = names
+    return class_names
