@@ -10,24 +10,52 @@ Each timing is one `model.fit` of `steps` steps; the methods are timed in turn
 rotating from one round to the next so that no method always goes first, and
 the medians compared.
 
-Targets: `uncertainty`, `dwa`, `rlw`, `famo` within 5% of `static`;
-`gradnorm` and `pcgrad` (per-task backward passes) at most 2.2x.
+Every registered method is timed (`keras_mtl.config.weighting_methods`), and
+`nash_mtl` once more with `update_every = 10`. Targets: the loss-based
+methods within 5% of `static`; the gradient methods (per-task backward
+passes) at most 2.2x; Nash-MTL updating its weights every 10 steps at most
+1.3x.
 """
 
 import statistics
 
+from keras_mtl.config import weighting_methods
+
 import harness
 
-METHODS = ("static", "uncertainty", "dwa", "rlw", "gradnorm", "pcgrad", "famo")
-TARGETS = {
-    "uncertainty": 1.05,
-    "dwa": 1.05,
-    "rlw": 1.05,
-    "famo": 1.05,
-    "gradnorm": 2.2,
-    "pcgrad": 2.2,
+# Methods that take each task's gradient on the shared blocks.
+GRADIENT_METHODS = {
+    "gradnorm",
+    "pcgrad",
+    "db_mtl",
+    "imtl",
+    "aligned_mtl",
+    "fairgrad",
+    "nash_mtl",
+    "cagrad",
 }
+NASH_EVERY_10 = "nash_mtl (update_every=10)"
 BATCH = 128
+
+
+def _settings():
+    """Setting name -> config overrides, `static` first."""
+    methods = [spec.name for spec in weighting_methods.specs()]
+    settings = {method: [f"weighting.method={method}"] for method in methods}
+    if "nash_mtl" in methods:
+        settings[NASH_EVERY_10] = [
+            "weighting.method=nash_mtl",
+            "weighting.nash_mtl_update_every=10",
+        ]
+    return settings
+
+
+def _target(setting):
+    if setting == "static":
+        return None
+    if setting == NASH_EVERY_10:
+        return 1.3
+    return 2.2 if setting in GRADIENT_METHODS else 1.05
 
 
 def _models_and_data():
@@ -46,11 +74,9 @@ def _models_and_data():
     }
     data = tf.data.Dataset.from_tensors(({"image": images}, labels)).repeat()
     models = {}
-    for method in METHODS:
+    for setting, overrides in _settings().items():
         keras.utils.set_random_seed(0)
-        models[method] = keras_mtl.build_model(
-            config.replace([f"weighting.method={method}"])
-        )
+        models[setting] = keras_mtl.build_model(config.replace(overrides))
     return models, data
 
 
@@ -72,8 +98,8 @@ def rotated_times(functions, rounds):
 
 
 def run(quick=False):
-    steps, repeats = (10, len(METHODS)) if quick else (40, 2 * len(METHODS))
     models, data = _models_and_data()
+    steps, repeats = (10, len(models)) if quick else (40, 2 * len(models))
 
     def timed(model):
         return lambda: model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
@@ -82,10 +108,10 @@ def run(quick=False):
         {method: timed(model) for method, model in models.items()}, repeats
     )
     step_ms = {method: 1000 * seconds / steps for method, seconds in times.items()}
-    ratios = {method: step_ms[method] / step_ms["static"] for method in METHODS}
+    ratios = {method: step_ms[method] / step_ms["static"] for method in models}
     rows = []
-    for method in METHODS:
-        target = TARGETS.get(method)
+    for method in models:
+        target = _target(method)
         verdict = (
             "" if target is None else ("yes" if ratios[method] <= target else "NO")
         )
