@@ -5,15 +5,21 @@ version, the next after the largest present. The SavedModel is written into a
 temporary directory whose name is not an integer (so TF Serving and
 `keras-mtl serve` ignore it), reloaded and compared with the in-memory model,
 and only then renamed into place: a crash never leaves a half-written numbered
-version behind.
+version behind. The temporary directory's name holds the writer's host and
+pid (`.tmp-export-<host>-<pid>-<random>`); the next export removes those of
+writers that are gone (killed with SIGKILL, say) and any older than an hour.
 """
 
 import contextlib
 import datetime
 import json
 import logging
+import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import keras
@@ -22,9 +28,39 @@ import tensorflow as tf
 
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
+from keras_mtl.run_directory import check_writable_dir, pid_alive
 from keras_mtl.saved_model import SIGNATURE, list_versions, metadata_path
 
 logger = logging.getLogger(__name__)
+
+TEMPORARY_PREFIX = ".tmp-export-"
+# A temporary directory this old is stale whoever wrote it: no export of a
+# two-head model takes an hour, and its writer may be on another host.
+STALE_AFTER_SECONDS = 3600
+_TEMPORARY = re.compile(re.escape(TEMPORARY_PREFIX) + r"(\w*)-(\d+)-")
+
+
+def _host():
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:32]
+
+
+def _is_stale(temporary):
+    match = _TEMPORARY.match(temporary.name)
+    if match and match[1] == _host() and not pid_alive(int(match[2])):
+        return True
+    try:
+        age = time.time() - temporary.stat().st_mtime
+    except FileNotFoundError:  # Renamed into place meanwhile.
+        return False
+    return age > STALE_AFTER_SECONDS
+
+
+def remove_stale_temporaries(model_dir):
+    """Removes `.tmp-export-*` directories whose writer is gone or an hour old."""
+    for temporary in Path(model_dir).glob(TEMPORARY_PREFIX + "*"):
+        if temporary.is_dir() and _is_stale(temporary):
+            logger.info("Removing %s, left by an export that did not finish", temporary)
+            shutil.rmtree(temporary, ignore_errors=True)
 
 
 def library_versions():
@@ -99,6 +135,15 @@ def _rename_into_place(temporary, model_dir):
     raise RuntimeError(f"Could not find a free version number in {model_dir}.")
 
 
+def _make_temporary(model_dir, base_dir):
+    """A new `.tmp-export-<host>-<pid>-*` directory in `model_dir`."""
+    check_writable_dir(model_dir, "export.base_dir", str(base_dir))
+    model_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(model_dir)
+    prefix = f"{TEMPORARY_PREFIX}{_host()}-{os.getpid()}-"
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=model_dir))
+
+
 def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, atol=1e-5):
     """Writes `model` to `base_dir/name/<next version>/` as a SavedModel.
 
@@ -120,6 +165,9 @@ def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, ato
     Returns:
         The `Path` of the new version directory.
 
+    Raises:
+        ValueError: `base_dir/name` cannot be a directory that is written.
+
     Example:
 
     ```python
@@ -128,8 +176,7 @@ def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, ato
     ```
     """
     model_dir = Path(base_dir) / name
-    model_dir.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(prefix=".tmp-export-", dir=model_dir))
+    temporary = _make_temporary(model_dir, base_dir)
     try:
         with _without_tensorflow_info_logs():
             model.export(str(temporary), format="tf_saved_model", verbose=False)

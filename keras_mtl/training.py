@@ -10,6 +10,11 @@ A run lives in `<train.run_dir>/<name>/`:
 | `checkpoints/best.keras` | `keras.callbacks.ModelCheckpoint` | the best model by `train.monitor` |
 | `logs/` | `keras.callbacks.TensorBoard` | per-task losses, weights, metrics and gradient diagnostics |
 | `history.csv`, `history.json` | `keras.callbacks.CSVLogger`, `train` | every epoch's logs |
+| `.lock` | `train` (`run_directory.lock_run_dir`) | the pid of the `train` using the directory |
+
+Before the first epoch the run directory must be writable (or creatable), and
+no other process may hold its lock: a second `train` on the same directory is
+refused with the holder's pid; a killed run's lock does not block its resume.
 
 Under `MultiWorkerMirroredStrategy` every worker runs the same callbacks, but
 only the chief writes the run directory; the others write into temporary
@@ -33,7 +38,7 @@ from keras_mtl.callbacks import (
     TerminateOnNaN,
     epoch_only,
 )
-from keras_mtl.config import config_from_dict, resolve_path
+from keras_mtl.config import config_from_dict
 from keras_mtl.data import load_datasets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
 from keras_mtl.distribute import describe_strategy, make_strategy
@@ -43,6 +48,7 @@ from keras_mtl.multi_worker import (
     chief_or_scratch_dir,
     is_chief,
 )
+from keras_mtl.run_directory import check_writable_dir, lock_run_dir, run_dir_for
 
 logger = logging.getLogger(__name__)
 
@@ -57,11 +63,6 @@ class TrainResult(typing.NamedTuple):
     model: keras.Model
     history: keras.callbacks.History
     run_dir: Path
-
-
-def run_dir_for(config):
-    """`<train.run_dir>/<name>`: where a run keeps its backup, logs and history."""
-    return resolve_path(config.train.run_dir) / config.name
 
 
 def _check_resumable(run_dir, config):
@@ -165,7 +166,8 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
 
     Rerunning an interrupted run (same config, same run directory) resumes
     after its last finished epoch. Under `MultiWorkerMirroredStrategy` every
-    worker calls `train` alike; only the chief writes the run directory.
+    worker calls `train` alike; only the chief writes the run directory, and
+    holds its lock: one `train` at a time per run directory.
 
     Args:
         config: A `keras_mtl.Config`.
@@ -180,6 +182,8 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
 
     Raises:
         TrainingDivergedError: A loss became NaN or infinite.
+        ValueError: The run directory cannot be written, or another process
+            trains in it.
 
     Example:
 
@@ -189,8 +193,17 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
     """
     strategy = strategy or make_strategy(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    if datasets is None:
-        datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
+    chief = is_chief(strategy)
+    if chief:  # The others write nothing there (`chief_or_scratch_dir`).
+        check_writable_dir(run_dir_for(config), "train.run_dir", config.train.run_dir)
+    with lock_run_dir(run_dir_for(config), enabled=chief):
+        if datasets is None:
+            datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
+        return _fit(config, datasets, strategy, callbacks, verbose)
+
+
+def _fit(config, datasets, strategy, callbacks, verbose):
+    """`train` in a run directory that this process holds."""
     run_dir, resuming = _prepare_run_dir(config, strategy)
     logger.info(
         "Training %r with %s; examples: %s",
@@ -198,7 +211,6 @@ def train(config, *, datasets=None, strategy=None, callbacks=(), verbose="auto")
         describe_strategy(strategy),
         datasets.sizes,
     )
-
     model = build_model(config, datasets.features, strategy=strategy)
     with chief_or_scratch_dir(run_dir, strategy) as write_dir:
         all_callbacks = default_callbacks(

@@ -1,10 +1,13 @@
 """Shared fixtures. Two logical CPUs are configured before TensorFlow starts,
 so tests can run the 2-replica MirroredStrategy path for real."""
 
+import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
@@ -28,6 +31,32 @@ class InterruptAtEpoch(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if epoch == self.epoch:
             raise KeyboardInterrupt(f"interrupted at epoch {epoch}")
+
+
+@contextlib.contextmanager
+def run_dir_held_by_another_process(run_dir):
+    """Yields the `subprocess.Popen` of a process holding `run_dir`'s lock."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from keras_mtl.run_directory import lock_run_dir\n"
+            "with lock_run_dir(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(120)\n",
+            str(run_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
 
 
 def adult_csv_path():

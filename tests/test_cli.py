@@ -11,7 +11,7 @@ import pytest
 
 from keras_mtl import cli
 
-from conftest import tiny_overrides
+from conftest import run_dir_held_by_another_process, tiny_overrides
 
 KERAS_MTL = str(Path(sys.executable).parent / "keras-mtl")
 
@@ -202,3 +202,72 @@ def test_train_uses_the_configured_weighting(shapes_data_dir, tmp_path, capsys):
     assert all(0.3 < weight < 0.7 for weight in weights)  # 0.5 exp(-s), moving
     assert weights != [0.5, 0.5]
     assert len(history["grad_cosine_trunk"]) == 1
+
+
+def _sets(overrides):
+    return [arg for override in overrides for arg in ("--set", override)]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["config", "--set", "train.epochs=x"],
+        ["train", "--set", "train.epochs=x"],
+        ["baseline", "--set", "train.epochs=x"],
+        ["train", "--config", "."],
+        ["diagnose", "--run-dir", "nowhere"],
+        ["evaluate", "--model", "nowhere"],
+    ],
+)
+def test_a_usage_error_prints_one_line_before_tensorflow_starts(args, tmp_path):
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    # Not even TensorFlow's start-up lines: it is not imported yet.
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert result.stderr.startswith(f"keras-mtl {args[0]}: error: ")
+
+
+def test_preset_and_config_are_never_taken_for_each_other(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()  # as in saved_models/ or runs/
+    assert cli.main(["config", "--preset", "shapes"]) == 0
+    assert cli.main(["config"]) == 0
+    capsys.readouterr()
+    assert cli.main(["config", "--config", "shapes"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("keras-mtl config: error: --config shapes: is a directory")
+    assert "--preset NAME" in line
+    (tmp_path / "run.toml").write_text("")
+    assert cli.main(["config", "--preset", "run.toml"]) == 2
+    assert "Unknown preset 'run.toml'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("key", ["export.base_dir", "train.run_dir"])
+def test_an_unwritable_output_directory_fails_before_training(
+    key, shapes_data_dir, tmp_path, capsys
+):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    overrides = [*tiny_overrides(tmp_path, shapes_data_dir), f"{key}={blocker}"]
+    assert cli.main(["train", *_sets(overrides), "--verbose", "0"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"`{key}` must be a directory that keras-mtl can write" in line
+    assert f"{blocker} is a file where a directory should be" in line
+    assert not (tmp_path / "runs").exists()  # no epoch ran
+
+
+def test_a_second_train_in_a_run_directory_exits_2_naming_the_holder(
+    shapes_data_dir, tmp_path, capsys
+):
+    args = [
+        "train",
+        *_sets(tiny_overrides(tmp_path, shapes_data_dir)),
+        "--verbose",
+        "0",
+    ]
+    with run_dir_held_by_another_process(tmp_path / "runs" / "shapes") as holder:
+        assert cli.main(args) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"is in use by another keras-mtl train (pid {holder.pid}" in line

@@ -1,9 +1,11 @@
+import json
 import re
 
 import pytest
 
 import keras_mtl
 from keras_mtl.config import load_config
+from keras_mtl.config.loading import load_config_file, load_preset
 
 
 @pytest.mark.parametrize("preset", ["shapes", "adult", "cifar100"])
@@ -139,3 +141,39 @@ def test_gradient_methods_refuse_a_cut_gradient():
     config = load_config("shapes", ["weighting.method=famo", "weighting.rlw_seed=3"])
     assert config.weighting.method == "famo" and config.weighting.rlw_seed == 3
     assert "[weighting]" in config.to_toml()
+
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../up", "a b", ""])
+def test_a_name_is_one_safe_directory_name(name):
+    with pytest.raises(ValueError, match=r"`name` must be one directory name"):
+        load_config("shapes", [f"name={json.dumps(name)}"])
+
+
+@pytest.mark.parametrize("name", ["shapes-v2", "run_1.2", "Adult"])
+def test_names_of_letters_digits_dash_underscore_dot_are_kept(name):
+    assert load_config("shapes", [f"name={name}"]).name == name
+
+
+def test_a_directory_is_never_read_as_a_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "shapes").mkdir()  # as in saved_models/ or runs/
+    assert load_config("shapes").name == "shapes"
+    assert load_config().name == "shapes"
+    (tmp_path / "run.toml").mkdir()
+    with pytest.raises(ValueError, match="run.toml is a directory; expected a TOML"):
+        load_config("run.toml")
+    with pytest.raises(ValueError, match="shapes is a directory; expected a TOML"):
+        load_config_file(tmp_path / "shapes")
+    with pytest.raises(ValueError, match="Unknown preset 'run.toml'"):
+        load_preset("run.toml")
+
+
+def test_a_config_file_must_be_utf8_and_may_start_with_a_bom(tmp_path):
+    text = load_config("shapes", ["name=café"]).to_toml()
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + text.replace("\n", "\r\n").encode("utf-8"))
+    assert load_config(str(path)).name == "café"
+    path = tmp_path / "latin1.toml"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.toml: a config file must be UTF-8"):
+        load_config(str(path))

@@ -212,6 +212,26 @@ def test_csv_errors_name_the_problem(tmp_path):
         load_csv(csv_config(ragged))
 
 
+def test_a_csv_with_a_byte_order_mark_and_crlf_lines_reads_as_any(tmp_path):
+    path = tmp_path / "excel.csv"  # Excel's "CSV UTF-8" on Windows
+    path.write_bytes(("\ufeff" + CSV_TEXT).replace("\n", "\r\n").encode("utf-8"))
+    splits, features, class_names, sizes = load_csv(
+        csv_config(path, "data.missing_labels=drop")
+    )
+    assert [feature.name for feature in features] == ["age", "city", "height"]
+    assert sizes["train"] == 7
+    assert class_names["letter"] == ["a", "b", "c"]
+    cities = {row[0]["city"].decode() for row in splits["train"].as_numpy_iterator()}
+    assert "Paris" in cities and not any(city.endswith("\r") for city in cities)
+
+
+def test_a_csv_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(CSV_TEXT.replace("Rome", "Zürich").encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.csv, line 4: .* must be UTF-8"):
+        load_csv(csv_config(path))
+
+
 def test_real_adult_file(adult_csv):
     config = keras_mtl.load_config("adult", [f"data.path={adult_csv}"])
     splits, features, class_names, sizes = load_csv(config)

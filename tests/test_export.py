@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +172,35 @@ def test_export_keeps_tensorflow_info_lines_quiet(trained, tmp_path):
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert not [r.getMessage() for r in records if r.levelno < logging.WARNING]
+
+
+def _finished_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_an_export_removes_temporaries_of_killed_or_old_exports(trained):
+    model, config, datasets = trained
+    base = Path(config.export.base_dir) / "shapes"
+    base.mkdir(parents=True)
+    host = export_lib._host()
+    killed = base / f".tmp-export-{host}-{_finished_pid()}-abc"  # SIGKILLed writer
+    old = base / ".tmp-export-q1w2e3"  # older than an hour, writer unknown
+    running = base / f".tmp-export-{host}-{os.getpid()}-xyz"  # still writing
+    for path in (killed, old, running):
+        (path / "variables").mkdir(parents=True)
+    two_hours_ago = time.time() - 2 * 3600
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    assert keras_mtl.export_run(model, config, datasets) == base / "1"
+    assert sorted(p.name for p in base.iterdir()) == [running.name, "1"]
+    assert list(base.glob(f".tmp-export-{host}-{os.getpid()}-*")) == [running]
+
+
+def test_an_export_into_a_file_is_refused(trained, tmp_path):
+    model, config, datasets = trained
+    blocker = tmp_path / "models.txt"
+    blocker.write_text("")
+    config = config.replace([f"export.base_dir={json.dumps(str(blocker))}"])
+    with pytest.raises(ValueError, match=r"`export.base_dir` must be .* is a file"):
+        keras_mtl.export_run(model, config, datasets)

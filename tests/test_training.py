@@ -9,7 +9,7 @@ import pytest
 
 import keras_mtl
 
-from conftest import InterruptAtEpoch
+from conftest import InterruptAtEpoch, run_dir_held_by_another_process
 
 
 def test_train_writes_the_run_directory(tiny_config):
@@ -80,3 +80,20 @@ def test_a_nan_loss_stops_training_and_names_the_task(tiny_config):
     message = str(error.value)
     assert "fine_loss" in message and "coarse_loss" not in message
     assert "epoch 1" in message and "best.keras" in message
+
+
+def test_a_second_train_in_a_run_directory_is_refused(tiny_config):
+    run_dir = keras_mtl.training.run_dir_for(tiny_config)
+    with run_dir_held_by_another_process(run_dir) as holder:
+        with pytest.raises(ValueError, match=rf"in use .* \(pid {holder.pid}, lock"):
+            keras_mtl.train(tiny_config, verbose=0)
+    # The holder was killed (SIGKILL): its lock file names a dead pid.
+    assert (run_dir / ".lock").read_text().strip() == str(holder.pid)
+    _, history, _ = keras_mtl.train(tiny_config, verbose=0)
+    assert history.epoch == [0]
+
+
+def test_a_file_where_the_run_directory_should_be(tiny_config):
+    Path(tiny_config.train.run_dir).write_text("not a directory")
+    with pytest.raises(ValueError, match=r"`train.run_dir` must be .* is a file"):
+        keras_mtl.train(tiny_config, verbose=0)

@@ -1,6 +1,7 @@
 """What every `keras-mtl` command shares: usage errors and the config flags."""
 
 import argparse
+from pathlib import Path
 
 EXIT_USAGE = 2
 
@@ -36,12 +37,39 @@ def add_config_arguments(parser):
 def load_config_from_args(args, extra_overrides=()):
     """The `Config` that `--preset`/`--config`, `--set` and `--replicas` describe.
 
-    `extra_overrides` (e.g. `tuning.tuner=random` from `--tuner`) apply after
-    the `--set` ones.
+    `--preset` names a preset and `--config` a file: neither is taken for the
+    other, whatever lies in the current directory. `extra_overrides` (e.g.
+    `tuning.tuner=random` from `--tuner`) apply after the `--set` ones.
     """
-    from keras_mtl.config import load_config
+    from keras_mtl.config.loading import list_presets, load_config_file, load_preset
 
     overrides = [*args.overrides, *extra_overrides]
     if getattr(args, "replicas", None) is not None:
         overrides.append(f"train.replicas={args.replicas}")
-    return load_config(args.config or args.preset or "shapes", overrides)
+    if args.config is None:
+        return load_preset(args.preset or "shapes", overrides)
+    path = Path(args.config)
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "does not exist"
+        raise UsageError(
+            f"--config {args.config}: {problem}; expected a TOML file. A preset "
+            f"is named with --preset NAME, NAME one of {list_presets()}."
+        )
+    return load_config_file(path, overrides)
+
+
+def check_output_dirs(config, *, run_dir=True, export=True):
+    """Refuses an unwritable run directory or export directory before a run.
+
+    Raises:
+        ValueError: Naming the key (`train.run_dir` or `export.base_dir`).
+    """
+    from keras_mtl.config import resolve_path
+    from keras_mtl.run_directory import check_writable_dir, run_dir_for
+
+    if run_dir:
+        check_writable_dir(run_dir_for(config), "train.run_dir", config.train.run_dir)
+    if export:
+        base_dir = config.export.base_dir
+        model_dir = resolve_path(base_dir) / config.name
+        check_writable_dir(model_dir, "export.base_dir", base_dir)

@@ -14,9 +14,7 @@ from keras_mtl.cli.common import (
 
 
 def _cmd_diagnose(args):
-    import keras_mtl
-    from keras_mtl import plots
-    from keras_mtl.diagnostics import GradientReport
+    from keras_mtl.config.loading import load_config_file
 
     history = {}
     if args.run_dir:
@@ -26,7 +24,7 @@ def _cmd_diagnose(args):
                 f"--run-dir: no config.toml in {run_dir}; expected a run "
                 "directory written by keras-mtl train, such as runs/shapes."
             )
-        config = keras_mtl.load_config(str(run_dir / "config.toml"), args.overrides)
+        config = load_config_file(run_dir / "config.toml", args.overrides)
         if (run_dir / "history.json").is_file():
             history = json.loads((run_dir / "history.json").read_text())
         model_path = run_dir / "checkpoints" / "best.keras"
@@ -36,10 +34,15 @@ def _cmd_diagnose(args):
         # A checkpoint of `keras-mtl train` sits in <run>/checkpoints/.
         run_config = model_path.parent.parent / "config.toml"
         if run_config.is_file() and not (args.config or args.preset):
-            config = keras_mtl.load_config(str(run_config), args.overrides)
+            config = load_config_file(run_config, args.overrides)
         else:
             config = load_config_from_args(args)
+        _check_keras_file(model_path, config)
         output = Path(args.output or "diagnostics")
+    # TensorFlow starts here, once the arguments and the config are good.
+    from keras_mtl import plots
+    from keras_mtl.diagnostics import GradientReport
+
     tasks = config.task_names
     written = []
     if f"grad_norm_trunk_{tasks[0]}" in history:
@@ -65,6 +68,15 @@ def _cmd_diagnose(args):
     print("\n".join(str(path) for path in written))
 
 
+def _check_keras_file(model_path, config):
+    if model_path.suffix != ".keras" or not model_path.is_file():
+        raise UsageError(
+            "--model: expected a .keras file such as "
+            f"runs/{config.name}/checkpoints/best.keras (a SavedModel keeps no "
+            f"blocks to measure). Received: {model_path}"
+        )
+
+
 def _measure_gradients(model_path, config):
     import keras
 
@@ -72,12 +84,7 @@ def _measure_gradients(model_path, config):
     import keras_mtl.models  # noqa: F401  (registers the layers that the file names)
     from keras_mtl.diagnostics import diagnostic_batch
 
-    if model_path.suffix != ".keras" or not model_path.is_file():
-        raise UsageError(
-            "--model: expected a .keras file such as "
-            f"runs/{config.name}/checkpoints/best.keras (a SavedModel keeps no "
-            f"blocks to measure). Received: {model_path}"
-        )
+    _check_keras_file(model_path, config)
     model = keras.models.load_model(model_path)
     datasets = keras_mtl.load_datasets(config)
     return keras_mtl.diagnose_gradients(model, diagnostic_batch(datasets))

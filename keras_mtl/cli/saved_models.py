@@ -14,7 +14,17 @@ from pathlib import Path
 from keras_mtl.cli.common import UsageError
 
 
+def _check_model_dir(model):
+    """Refuses a `--model` that is not a directory before TensorFlow starts."""
+    if not Path(model).is_dir():
+        raise UsageError(
+            f"--model: No SavedModel at {model}: expected a model directory such "
+            "as saved_models/shapes or one of its versions (saved_models/shapes/1)."
+        )
+
+
 def _cmd_evaluate(args):
+    _check_model_dir(args.model)
     from keras_mtl.evaluation.report import evaluate_saved_model
 
     metrics = evaluate_saved_model(args.model, args.split, args.overrides)
@@ -40,8 +50,13 @@ def _read_inputs(path, input_specs):
     if path.suffix == ".csv":
         import csv
 
-        with open(path, newline="") as file:
-            rows = list(csv.DictReader(file, skipinitialspace=True))
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as file:
+                rows = list(csv.DictReader(file, skipinitialspace=True))
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"--input {path}: a CSV file must be UTF-8 text; save it as UTF-8."
+            ) from None
         columns = rows_to_columns(rows, input_names)
         for name, spec in input_specs.items():  # CSV holds text; "" is missing.
             if spec.dtype.is_floating and name in columns:
@@ -86,6 +101,9 @@ def _predict_json(model, path):
 
 
 def _cmd_predict(args):
+    _check_model_dir(args.model)
+    if not Path(args.input).is_file():
+        raise UsageError(f"--input: no such file: {args.input}")
     from keras_mtl.saved_model import LoadedModel
     from keras_mtl.serving.json_predict import ROW, tensors_to_json
 

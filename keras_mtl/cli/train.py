@@ -9,7 +9,11 @@ import json
 import sys
 
 from keras_mtl.cli import multi_worker as multi_worker_cli
-from keras_mtl.cli.common import add_config_arguments, load_config_from_args
+from keras_mtl.cli.common import (
+    add_config_arguments,
+    check_output_dirs,
+    load_config_from_args,
+)
 
 
 def _cmd_config(args):
@@ -17,21 +21,28 @@ def _cmd_config(args):
 
 
 def _cmd_train(args):
-    if args.workers is not None or args.max_restarts:
-        return multi_worker_cli.launch_workers(args, load_config_from_args(args))
     config = load_config_from_args(args)
+    check_output_dirs(config, export=not args.no_export)
+    if args.workers is not None or args.max_restarts:
+        return multi_worker_cli.launch_workers(args, config)
     import keras_mtl
     from keras_mtl import multi_worker
     from keras_mtl.multi_worker import report
+    from keras_mtl.run_directory import lock_run_dir, run_dir_for
 
     report.attach_to_launcher()
     strategy = keras_mtl.make_strategy(config.train)
     report.report(stage="ready")
-    datasets = keras_mtl.load_datasets(config, replicas=strategy.num_replicas_in_sync)
-    model, history, run_dir = keras_mtl.train(
-        config, datasets=datasets, strategy=strategy, verbose=args.verbose
-    )
-    if not multi_worker.is_chief(strategy):  # The chief evaluates and exports.
+    chief = multi_worker.is_chief(strategy)
+    # Held from before the data loads; `train` takes it again inside.
+    with lock_run_dir(run_dir_for(config), enabled=chief):
+        datasets = keras_mtl.load_datasets(
+            config, replicas=strategy.num_replicas_in_sync
+        )
+        model, history, run_dir = keras_mtl.train(
+            config, datasets=datasets, strategy=strategy, verbose=args.verbose
+        )
+    if not chief:  # The chief evaluates and exports.
         report.report_finished(model, history)
         return
     metrics = keras_mtl.evaluate(model, datasets.test, config)

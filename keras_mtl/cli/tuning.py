@@ -10,14 +10,19 @@ keras-mtl tune [--preset NAME | --config FILE] [--set KEY=VALUE ...]
 import json
 import sys
 
-from keras_mtl.cli.common import add_config_arguments, load_config_from_args
+from keras_mtl.cli.common import (
+    add_config_arguments,
+    check_output_dirs,
+    load_config_from_args,
+)
 
 
 def _cmd_baseline(args):
+    config = load_config_from_args(args)  # Before TensorFlow starts.
+    check_output_dirs(config, export=False)
     import keras_mtl
     from keras_mtl.evaluation.baselines import baseline_key
 
-    config = load_config_from_args(args)
     baselines = keras_mtl.train_baselines(
         config, seeds=args.seeds, retrain=args.retrain, verbose=args.verbose
     )
@@ -58,6 +63,9 @@ def _cmd_tune(args):
         if getattr(args, key) is not None
     ]
     config = load_config_from_args(args, extra)
+    check_output_dirs(
+        config, run_dir=not config.tuning.directory, export=not args.no_export
+    )
     try:
         result = keras_mtl.run_search(
             config,

@@ -25,6 +25,10 @@ def list_presets():
 def load_config(preset_or_path="shapes", overrides=()):
     """Reads a preset or a TOML file and applies `section.key=value` overrides.
 
+    An existing file is read as a file, then a preset's name as that
+    preset; a directory is never read as a config. The command line does not guess: `--preset NAME` calls
+    `load_preset`, `--config FILE` calls `load_config_file`.
+
     Args:
         preset_or_path: A preset name (`"shapes"`, `"adult"`, `"cifar100"`) or
             the path of a TOML file.
@@ -41,22 +45,58 @@ def load_config(preset_or_path="shapes", overrides=()):
     config = load_config("adult", ["data.path=/data/adult.csv"])
     ```
     """
-    path = Path(preset_or_path)
-    if not path.suffix and not path.exists():
-        path = PRESETS_DIR / f"{preset_or_path}.toml"
-        if not path.exists():
-            raise ValueError(
-                f"Unknown preset {str(preset_or_path)!r}. Expected one of "
-                f"{list_presets()} or the path of a TOML file. "
-                f"Received: preset_or_path={preset_or_path!r}"
-            )
-    if not path.exists():
+    name = str(preset_or_path)
+    path = Path(name)
+    if path.is_file() or (
+        name not in list_presets() and (path.suffix or path.is_dir())
+    ):
+        return load_config_file(path, overrides)
+    return load_preset(name, overrides)
+
+
+def load_preset(name, overrides=()):
+    """The `Config` of preset `name` (`keras_mtl/config/presets/<name>.toml`)."""
+    if name not in list_presets():
+        raise ValueError(
+            f"Unknown preset {name!r}. Expected one of {list_presets()}, or the "
+            "path of a TOML file (keras-mtl: --config FILE instead of --preset). "
+            f"Received: preset={name!r}"
+        )
+    return load_config_file(PRESETS_DIR / f"{name}.toml", overrides)
+
+
+def load_config_file(path, overrides=()):
+    """The `Config` of the TOML file at `path`, with `overrides` applied."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(
+            f"Config file {path} is a directory; expected a TOML file such as "
+            f"configs/run.toml, or a preset name ({list_presets()})."
+        )
+    if not path.is_file():
         raise ValueError(f"Config file not found: {path}")
     try:
-        raw = tomllib.loads(path.read_text())
+        raw = tomllib.loads(_read_utf8(path, "config file"))
     except tomllib.TOMLDecodeError as error:
         raise ValueError(f"{path}: not valid TOML: {error}") from None
     return config_from_dict(raw, str(path), overrides)
+
+
+def _read_utf8(path, what):
+    """The text of `path`, read as UTF-8 (a byte-order mark is dropped)."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path}: cannot read the {what}: {error.strerror}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data.count(b"\n", 0, error.start) + 1
+        raise ValueError(
+            f"{path}: a {what} must be UTF-8 text, but line {line} holds byte "
+            f"0x{data[error.start]:02x}. Save it as UTF-8 (e.g. iconv -f latin1 "
+            f"-t utf-8)."
+        ) from None
 
 
 def config_from_dict(raw, source="<dict>", overrides=()):

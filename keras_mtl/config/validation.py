@@ -1,6 +1,7 @@
 """Checks a built `Config` for values that its types allow but a run cannot use."""
 
 import math
+import re
 
 from keras_mtl.config import weighting_methods
 
@@ -13,6 +14,9 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 TUNERS = ("random", "bayesian", "hyperband")
 MISSING_LABELS = ("mask", "drop")
 SPLITS = ("train", "validation", "test")
+# `name` is one path component of the run and export directories: no `/`,
+# no `..`, nothing hidden.
+NAME_PATTERN = re.compile(r"[\w-][\w.-]*")
 
 
 def _fail(source, key, expected, value):
@@ -31,11 +35,15 @@ def _at_least(source, key, value, minimum):
 
 def validate(config, source):
     """Raises `ValueError` naming the key and `source` for an impossible value."""
-    if (
-        not config.name
-        or not config.name.replace("-", "_").replace(".", "_").isidentifier()
-    ):
-        _fail(source, "name", "a name of letters, digits, '_', '-' or '.'", config.name)
+    if not NAME_PATTERN.fullmatch(config.name):
+        _fail(
+            source,
+            "name",
+            "one directory name of letters, digits, '_', '-' and '.', not "
+            "starting with '.', such as 'shapes-v2' (it names "
+            "<train.run_dir>/<name> and <export.base_dir>/<name>)",
+            config.name,
+        )
     _validate_data(config.data, source)
     _validate_tasks(config, source)
     _validate_labels(config, source)

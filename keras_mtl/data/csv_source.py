@@ -28,8 +28,33 @@ from keras_mtl.tasks import MISSING_LABEL
 logger = logging.getLogger(__name__)
 
 
+def _first_non_utf8_byte(data):
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return error.start
+    return 0
+
+
 def _read_rows(path, columns):
-    with open(path, newline="") as file:
+    try:
+        return _parse_rows(path, columns)
+    except UnicodeDecodeError:
+        # The reader's position is within a chunk: find the file's.
+        data = path.read_bytes()
+        start = _first_non_utf8_byte(data)
+        line = data[:start].count(b"\n") + 1
+        raise ValueError(
+            f"{path}, line {line}: a CSV file must be "
+            f"UTF-8 text, but this line holds byte 0x{data[start]:02x}. Save it as "
+            "UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+        ) from None
+
+
+def _parse_rows(path, columns):
+    # A byte-order mark (Excel's "CSV UTF-8") is not part of the first name;
+    # newline="" lets the csv module read \r\n, \r and \n line ends alike.
+    with open(path, newline="", encoding="utf-8-sig") as file:
         reader = csv.reader(file, skipinitialspace=True)
         header = [name.strip() for name in columns] or [
             name.strip() for name in next(reader, [])
