@@ -88,9 +88,7 @@ _EXPORTS = {
         "LoadedModel",
         "read_metadata",
     ),
-    "keras_mtl.tasks": (
-        "MISSING_LABEL",
-    ),
+    "keras_mtl.tasks": ("MISSING_LABEL",),
     "keras_mtl.training": (
         "train",
         "TrainingDivergedError",
