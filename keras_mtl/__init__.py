@@ -118,6 +118,7 @@ _MODULES = (
     "export",
     "models",
     "multi_worker",
+    "run_directory",
     "saved_model",
     "tasks",
     "training",
