@@ -57,7 +57,9 @@ def test_a_registered_method_gets_config_keys_checks_and_construction(fixed_shar
     assert keras_mtl.config_from_dict(config.to_dict()) == config
     with pytest.raises(ValueError, match="`weighting.fixed_share_head2` must be a"):
         config.replace(["weighting.fixed_share_head2=0"])
-    with pytest.raises(ValueError, match="other than 'gradnorm', 'pcgrad' or 'fix"):
+    with pytest.raises(
+        ValueError, match="other than 'gradnorm', 'pcgrad', .* or 'fixed_share'"
+    ):
         config.replace(["model.stop_gradient=true"])
 
     weighting = make_weighting(config)
@@ -116,6 +118,11 @@ def test_keys_keep_their_names_and_order():
         "gradnorm_learning_rate",
         "famo_learning_rate",
         "famo_gamma",
+        "fairgrad_alpha",
+        "fairgrad_max_norm",
+        "nash_mtl_update_every",
+        "nash_mtl_max_norm",
+        "cagrad_c",
         "diagnostics",
     ]
 
