@@ -121,24 +121,28 @@ class NashMTLWeighting(GradientCombinationWeighting):
         return self.update_every == 1 or self.steps_since_solve < 0.5
 
     def directions(self, tape, targets, shared):
-        per_task = super().directions
         if self.update_every == 1:
-            return per_task(tape, targets, shared)
-
-        def reuse():
-            # One backward pass of sum_i alpha_i (lambda_i L_i), paired with
-            # zeros so that both branches return the same structure.
-            alpha = ops.convert_to_tensor(self.alpha)
-            combined = tape.gradient(
-                targets,
-                shared,
-                output_gradients=[alpha[0], alpha[1]],
-                unconnected_gradients=tf.UnconnectedGradients.ZERO,
-            )
-            return list(combined), [ops.zeros_like(g) for g in combined]
-
-        # No synchronisation in either branch: the all-reduce comes after.
-        return tf.cond(self._solving(), lambda: per_task(tape, targets, shared), reuse)
+            return super().directions(tape, targets, shared)
+        zero = tf.UnconnectedGradients.ZERO
+        solving = self._solving()
+        # One backward pass outside any branch (a gradient inside a tf.cond
+        # branch ran slower here): Loss 1's gradient when solving, else that
+        # of sum_i alpha_i (lambda_i L_i), the whole update.
+        factors = ops.where(solving, ops.convert_to_tensor([1.0, 0.0]), self.alpha)
+        first = tape.gradient(
+            targets,
+            shared,
+            output_gradients=[factors[0], factors[1]],
+            unconnected_gradients=zero,
+        )
+        # Loss 2's only when solving. No synchronisation in either branch:
+        # the all-reduce comes after.
+        second = tf.cond(
+            solving,
+            lambda: tape.gradient(targets[1], shared, unconnected_gradients=zero),
+            lambda: [ops.zeros_like(g) for g in first],
+        )
+        return first, second
 
     def coefficients(self, gram):
         solved = nash_weights(gram)
