@@ -124,6 +124,11 @@ def test_keys_keep_their_names_and_order():
         "imtl_learning_rate",
         "stch_mu",
         "stch_warmup_epochs",
+        "fairgrad_alpha",
+        "fairgrad_max_norm",
+        "nash_mtl_update_every",
+        "nash_mtl_max_norm",
+        "cagrad_c",
         "diagnostics",
     ]
 

@@ -286,3 +286,28 @@ register(
     "keras_mtl.weighting.aligned_mtl:AlignedMTLWeighting",
     allows_stop_gradient=False,
 )
+# Solver methods: FairGrad, Nash-MTL, CAGrad.
+register(
+    "fairgrad",
+    "keras_mtl.weighting.fairgrad:FairGradWeighting",
+    parameters=[
+        Parameter("alpha", 2.0, greater_than(0)),
+        Parameter("max_norm", 1.0, at_least(0.0)),
+    ],
+    allows_stop_gradient=False,
+)
+register(
+    "nash_mtl",
+    "keras_mtl.weighting.nash_mtl:NashMTLWeighting",
+    parameters=[
+        Parameter("update_every", 1, at_least(1)),
+        Parameter("max_norm", 1.0, at_least(0.0)),
+    ],
+    allows_stop_gradient=False,
+)
+register(
+    "cagrad",
+    "keras_mtl.weighting.cagrad:CAGradWeighting",
+    parameters=[Parameter("c", 0.4, at_least(0.0))],
+    allows_stop_gradient=False,
+)
