@@ -10,11 +10,11 @@ import tensorflow as tf
 import keras_mtl
 from keras_mtl import tasks
 from keras_mtl.config import TaskConfig
-from keras_mtl.data.features import NumericFeature, TargetScale
+from keras_mtl.data.features import TargetScale
 from keras_mtl.weighting import METHODS
 
-FEATURES = tuple(NumericFeature(f"x{i}", 0.0, 1.0) for i in range(4))
-TASKS = ["marital_status", "income"]
+from weighting_helpers import FEATURES, TASKS, batches, build, tiny_config, toy_data
+
 MULTICLASS = TaskConfig(name="a", kind="multiclass", num_classes=3)
 BINARY = TaskConfig(name="b", kind="binary")
 REGRESSION = TaskConfig(name="r", kind="regression")
@@ -96,44 +96,10 @@ def test_the_masked_loss_round_trips_through_its_config():
 # In a model -------------------------------------------------------------------
 
 
-def tiny_config(method="static", replicas=1, extra=()):
-    return keras_mtl.load_config(
-        "adult",
-        [
-            f"weighting.method={method}",
-            "model.width=8",
-            "model.head_units=8",
-            "train.learning_rate=0.01",
-            f"train.replicas={replicas}",
-            *extra,
-        ],
-    )
-
-
 def masked_data(examples=64, seed=0):
     """Half of each task's labels missing; rows 0-7 (the first replica's half
     of the first batch of 16) carry no income label at all."""
-    rng = np.random.default_rng(seed)
-    inputs = {f"x{i}": rng.normal(size=examples).astype("float32") for i in range(4)}
-    marital = rng.integers(0, 7, examples).astype("int32")
-    income = rng.integers(0, 2, (examples, 1)).astype("float32")
-    marital[rng.random(examples) < 0.5] = tasks.MISSING_LABEL
-    income[rng.random(examples) < 0.5] = np.nan
-    income[:8] = np.nan
-    return inputs, {"marital_status": marital, "income": income}
-
-
-def batches(data, batch_size=16):
-    return tf.data.Dataset.from_tensor_slices(data).batch(
-        batch_size, drop_remainder=True
-    )
-
-
-def build(method="static", replicas=1, extra=()):
-    config = tiny_config(method, replicas, extra)
-    strategy = keras_mtl.make_strategy(config.train)
-    keras.utils.set_random_seed(0)
-    return keras_mtl.build_model(config, FEATURES, strategy=strategy)
+    return toy_data(examples, seed, missing=True, no_income_rows=8)
 
 
 def test_a_task_scores_the_same_on_its_labelled_rows_alone():

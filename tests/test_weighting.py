@@ -11,7 +11,6 @@ import pytest
 import tensorflow as tf
 
 import keras_mtl
-from keras_mtl.data.features import NumericFeature
 from keras_mtl.weighting import METHODS, weighting_from_config
 from keras_mtl.weighting.dwa import DWAWeighting, dwa_weights
 from keras_mtl.weighting.famo import (
@@ -25,46 +24,16 @@ from keras_mtl.weighting.rlw import rlw_weights
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting, uncertainty_total
 
 from conftest import InterruptAtEpoch
+from weighting_helpers import FEATURES, TASKS, batches, build, tiny_config, toy_data
 
-FEATURES = tuple(NumericFeature(f"x{i}", 0.0, 1.0) for i in range(4))
-TASKS = ["marital_status", "income"]
 EPOCHS = 3  # DWA's weights first move in epoch 3.
 # Evaluation uses the base class's loss for every dynamic method; these cover
 # Keras' own (static), a regulariser (uncertainty) and own eval weights (rlw).
 VALIDATED = ("static", "uncertainty", "rlw")
 
 
-def tiny_config(method, replicas=1, extra=()):
-    return keras_mtl.load_config(
-        "adult",
-        [
-            f"weighting.method={method}",
-            "model.width=8",
-            "model.head_units=8",
-            "train.learning_rate=0.01",
-            f"train.replicas={replicas}",
-            *extra,
-        ],
-    )
-
-
 def dataset(examples=64, batch_size=16, seed=0):
-    rng = np.random.default_rng(seed)
-    inputs = {f"x{i}": rng.normal(size=examples).astype("float32") for i in range(4)}
-    labels = {
-        "marital_status": rng.integers(0, 7, examples).astype("int32"),
-        "income": rng.integers(0, 2, (examples, 1)).astype("float32"),
-    }
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(
-        batch_size, drop_remainder=True
-    )
-
-
-def build(method, replicas=1, extra=()):
-    config = tiny_config(method, replicas, extra)
-    strategy = keras_mtl.make_strategy(config.train)
-    keras.utils.set_random_seed(0)
-    return keras_mtl.build_model(config, FEATURES, strategy=strategy)
+    return batches(toy_data(examples, seed), batch_size)
 
 
 _TRAINED = {}

@@ -12,52 +12,22 @@ import pytest
 import tensorflow as tf
 
 import keras_mtl
-from keras_mtl import tasks
-from keras_mtl.data.features import NumericFeature
 from keras_mtl.weighting import METHODS
 from keras_mtl.weighting.aligned_mtl import aligned_mtl_alphas, aligned_mtl_balance
 from keras_mtl.weighting.db_mtl import db_mtl_average, db_mtl_combine
 from keras_mtl.weighting.imtl import imtl_alphas, imtl_scale_gradient
 from keras_mtl.weighting.stch import stch_objective, stch_weights
 
-FEATURES = tuple(NumericFeature(f"x{i}", 0.0, 1.0) for i in range(4))
-TASKS = ["marital_status", "income"]
+from weighting_helpers import TASKS, batches, build, toy_data
+
 BALANCING = ("db_mtl", "imtl", "stch", "aligned_mtl")
 GRADIENT_METHODS = ("db_mtl", "imtl", "aligned_mtl")
-
-
-def build(method, replicas=1, extra=()):
-    config = keras_mtl.load_config(
-        "adult",
-        [
-            f"weighting.method={method}",
-            "model.width=8",
-            "model.head_units=8",
-            "train.learning_rate=0.01",
-            f"train.replicas={replicas}",
-            *extra,
-        ],
-    )
-    strategy = keras_mtl.make_strategy(config.train)
-    keras.utils.set_random_seed(0)
-    return keras_mtl.build_model(config, FEATURES, strategy=strategy)
 
 
 def dataset(examples=64, missing=False, seed=0):
     """Unshuffled batches of 16; with `missing`, half the labels are -1 / NaN
     and the first batch has no income label at all."""
-    rng = np.random.default_rng(seed)
-    inputs = {f"x{i}": rng.normal(size=examples).astype("float32") for i in range(4)}
-    marital = rng.integers(0, 7, examples).astype("int32")
-    income = rng.integers(0, 2, (examples, 1)).astype("float32")
-    if missing:
-        marital[rng.random(examples) < 0.5] = tasks.MISSING_LABEL
-        income[rng.random(examples) < 0.5] = np.nan
-        income[:16] = np.nan
-    labels = {"marital_status": marital, "income": income}
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(
-        16, drop_remainder=True
-    )
+    return batches(toy_data(examples, seed, missing=missing, no_income_rows=16))
 
 
 def unit(vector):

@@ -10,15 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import keras_mtl
-from keras_mtl import tasks
-from keras_mtl.data.features import NumericFeature
 from keras_mtl.weighting.cagrad import cagrad_coefficients
 from keras_mtl.weighting.fairgrad import fairgrad_weights
 from keras_mtl.weighting.nash_mtl import nash_weights
 
-FEATURES = tuple(NumericFeature(f"x{i}", 0.0, 1.0) for i in range(4))
-TASKS = ["marital_status", "income"]
+from weighting_helpers import TASKS, batches, build, tiny_config, toy_data
+
 SOLVERS = ("fairgrad", "nash_mtl", "cagrad")
 ALPHAS = (0.5, 1.0, 2.0, 5.0)
 
@@ -146,39 +143,11 @@ def test_cagrad_by_hand():
 # Training ---------------------------------------------------------------------
 
 
-def tiny_config(method, replicas=1, extra=()):
-    return keras_mtl.load_config(
-        "adult",
-        [
-            f"weighting.method={method}",
-            "model.width=8",
-            "model.head_units=8",
-            "train.learning_rate=0.01",
-            f"train.replicas={replicas}",
-            *extra,
-        ],
-    )
-
-
-def build(method, replicas=1, extra=()):
-    config = tiny_config(method, replicas, extra)
-    strategy = keras_mtl.make_strategy(config.train)
-    keras.utils.set_random_seed(0)
-    return keras_mtl.build_model(config, FEATURES, strategy=strategy)
-
-
 def dataset(examples=64, batch_size=16, missing=False):
-    rng = np.random.default_rng(0)
-    inputs = {f"x{i}": rng.normal(size=examples).astype("float32") for i in range(4)}
-    marital = rng.integers(0, 7, examples).astype("int32")
-    income = rng.integers(0, 2, (examples, 1)).astype("float32")
-    if missing:  # half of each task's labels; the first batch has no income
-        marital[rng.random(examples) < 0.5] = tasks.MISSING_LABEL
-        income[rng.random(examples) < 0.5] = np.nan
-        income[:batch_size] = np.nan
-    labels = {"marital_status": marital, "income": income}
-    return tf.data.Dataset.from_tensor_slices((inputs, labels)).batch(
-        batch_size, drop_remainder=True
+    """Unshuffled batches; with `missing`, half of each task's labels and the
+    whole first batch's income labels are missing."""
+    return batches(
+        toy_data(examples, missing=missing, no_income_rows=batch_size), batch_size
     )
 
 

@@ -27,19 +27,11 @@ and skips the step when anything overflowed.
 the reference implementations of Nash-MTL and FairGrad do (1.0 there).
 """
 
-import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_mtl.weighting.base import (
-    Weighting,
-    additional_losses,
-    compiled_loss_weights,
-    global_sum,
-    scale_for_replicas,
-    track_total_loss,
-)
-from keras_mtl.weighting.pcgrad import _flatten, _unflatten, shared_variable_indices
+from keras_mtl.weighting.base import compiled_loss_weights
+from keras_mtl.weighting.shared_gradients import SharedGradientWeighting
 
 # A squared gradient norm at or below this counts as no gradient: the task
 # gets weight 0 (its gradient adds nothing to the update whatever its weight).
@@ -75,11 +67,13 @@ def gram_matrix(first, second):
     )
 
 
-class GradientCombinationWeighting(Weighting):
-    """Base class of the methods that combine the shared task gradients.
+class GradientCombinationWeighting(SharedGradientWeighting):
+    """Base class of the methods that combine the shared task gradients with
+    coefficients solved from their Gram matrix.
 
     A subclass defines `coefficients(gram)`; `nash_mtl` also overrides
     `directions` (which gradients are combined) and `finish_step` (its state).
+    The training step is `SharedGradientWeighting`'s.
 
     Args:
         task_names: The tasks in head order.
@@ -100,78 +94,20 @@ class GradientCombinationWeighting(Weighting):
         of the directions."""
         raise NotImplementedError
 
-    def directions(self, tape, targets, shared):
-        """This replica's two gradients on the shared variables that are
-        combined: by default each task's (`targets` are the scaled
-        `lambda_i L_i`)."""
-        zero = tf.UnconnectedGradients.ZERO
-        return tuple(
-            tape.gradient(t, shared, unconnected_gradients=zero) for t in targets
-        )
-
     def finish_step(self, weights):
         """Updates the method's state after the step (`weights` as logged)."""
 
-    def shared_update(self, optimizer, first, second):
-        """This replica's share of the shared update, and the task weights."""
-        first, second = global_sum([first, second])
-        scale = ops.cast(optimizer.scale_loss(ops.ones((), "float32")), "float32")
-        gram = gram_matrix(first, second) / (scale * scale)
-        coefficients, weights = self.coefficients(gram)
+    def combine(self, model, gradients, global_losses):
+        first, second = gradients
+        coefficients, weights = self.coefficients(gram_matrix(first, second))
         update = coefficients[0] * first + coefficients[1] * second
         if self.max_norm > 0:
-            norm = ops.norm(update) / scale
             update = update * ops.minimum(
-                1.0, tf.math.divide_no_nan(ops.cast(self.max_norm, "float32"), norm)
+                1.0,
+                tf.math.divide_no_nan(
+                    ops.cast(self.max_norm, "float32"), ops.norm(update)
+                ),
             )
-        # Global values, the same on every replica: the optimizer sums them.
-        return scale_for_replicas(update), weights
-
-    def train_step(self, model, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        optimizer = model.optimizer
-        with tf.GradientTape(persistent=True) as tape:
-            y_pred = model(x, training=True)
-            losses = self.stacked_losses(model, y, y_pred, sample_weight)
-            loss_weights = self.loss_weights(model)
-            track_total_loss(model, self.total_loss(model, losses, loss_weights), x)
-            targets = [
-                optimizer.scale_loss(loss_weights[i] * losses[i]) for i in (0, 1)
-            ]
-            extra = additional_losses(model)
-            if extra is not None:
-                extra = optimizer.scale_loss(extra)
-        variables = model.trainable_variables
-        # The tf.Variables: TensorFlow makes the zeros of unconnected ones itself.
-        sources = [v.value for v in variables]
-        shared_indices = shared_variable_indices(model)
-        other_indices = sorted(set(range(len(sources))) - set(shared_indices))
-        shared = [sources[i] for i in shared_indices]
-        zero = tf.UnconnectedGradients.ZERO
-        everything = targets if extra is None else [*targets, extra]
-        gradients = [None] * len(sources)
-        if other_indices:
-            others = [sources[i] for i in other_indices]
-            other_gradients = tape.gradient(
-                everything, others, unconnected_gradients=zero
-            )
-            for i, gradient in zip(other_indices, other_gradients, strict=True):
-                gradients[i] = gradient
-        extra_shared = (
-            tape.gradient(extra, shared, unconnected_gradients=zero)
-            if extra is not None
-            else [0.0] * len(shared)
-        )
-        first, second = self.directions(tape, targets, shared)
-        del tape
-        update, weights = self.shared_update(
-            optimizer, _flatten(first), _flatten(second)
-        )
-        for i, gradient, extra_gradient in zip(
-            shared_indices, _unflatten(update, shared), extra_shared, strict=True
-        ):
-            gradients[i] = gradient + extra_gradient
-        optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.finish_step(weights)
-        logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return {**logs, **self.weight_logs(loss_weights * weights)}
+        loss_weights = self.loss_weights(model)
+        return update, loss_weights * ops.cast(weights, loss_weights.dtype)

@@ -1,5 +1,6 @@
 """The training step of the methods that combine the tasks' gradients on the
-shared blocks (`db_mtl`, `imtl`, `aligned_mtl`).
+shared blocks (`db_mtl`, `imtl`, `aligned_mtl`, and through
+`keras_mtl.weighting.gradient_combination` `fairgrad`, `nash_mtl`, `cagrad`).
 
 The shared parameters are the Trunk and Head 1: both losses reach them, Loss 2
 through Head 2, which reads Head 1's hidden features. Each task's gradient on
@@ -53,8 +54,9 @@ class SharedGradientWeighting(Weighting):
     the two tasks' flat global gradients on the shared parameters to the one
     gradient the optimizer applies and the `[K]` weights that the step logs,
     and may override `task_targets` (by default the tasks' losses times
-    `loss_weights`). `loss_weights` gives the weights of the logged `loss`
-    and of evaluation.
+    `loss_weights`) and `directions` (which two gradients on the shared
+    parameters are combined: by default each target's). `loss_weights` gives
+    the weights of the logged `loss` and of evaluation.
 
     Args:
         task_names: The tasks in head order.
@@ -68,6 +70,15 @@ class SharedGradientWeighting(Weighting):
     def combine(self, model, gradients, global_losses):
         """`(flat shared gradient, [K] logged weights)` from the tasks' ones."""
         raise NotImplementedError
+
+    def directions(self, tape, targets, shared):
+        """This replica's two gradients on the shared variables that `combine`
+        gets (summed over the replicas and unscaled first): by default each
+        target's."""
+        zero = tf.UnconnectedGradients.ZERO
+        return tuple(
+            tape.gradient(t, shared, unconnected_gradients=zero) for t in targets
+        )
 
     def train_step(self, model, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
@@ -91,15 +102,26 @@ class SharedGradientWeighting(Weighting):
         shared_indices = shared_variable_indices(model)
         shared = [sources[i] for i in shared_indices]
         zero = tf.UnconnectedGradients.ZERO
-        first = tape.gradient(targets[0], shared, unconnected_gradients=zero)
-        second_all = tape.gradient(targets[1], sources, unconnected_gradients=zero)
-        extra_gradients = (
-            tape.gradient(extra, sources, unconnected_gradients=zero)
+        everything = targets if extra is None else [*targets, extra]
+        gradients = [None] * len(sources)
+        # Head 2 (and any variable outside Trunk and Head 1): the summed
+        # targets' gradient, through Head 2 alone (Loss 1 never reaches it).
+        other_indices = sorted(set(range(len(sources))) - set(shared_indices))
+        if other_indices:
+            others = tape.gradient(
+                everything,
+                [sources[i] for i in other_indices],
+                unconnected_gradients=zero,
+            )
+            for i, gradient in zip(other_indices, others, strict=True):
+                gradients[i] = gradient
+        extra_shared = (
+            tape.gradient(extra, shared, unconnected_gradients=zero)
             if extra is not None
             else None
         )
+        first, second = self.directions(tape, targets, shared)
         del tape
-        second = [second_all[i] for i in shared_indices]
         # 1.0, or the LossScaleOptimizer's current scale.
         scale = ops.cast(optimizer.scale_loss(ops.ones((), "float32")), "float32")
         task_gradients = [
@@ -108,11 +130,13 @@ class SharedGradientWeighting(Weighting):
         ]
         combined, logged = self.combine(model, task_gradients, global_losses)
         combined = _unflatten(scale_for_replicas(combined * scale), shared)
-        gradients = list(second_all)
-        for i, gradient in zip(shared_indices, combined, strict=True):
-            gradients[i] = ops.cast(gradient, gradients[i].dtype)
-        if extra_gradients is not None:
-            gradients = [g + e for g, e in zip(gradients, extra_gradients, strict=True)]
+        for index, (i, gradient) in enumerate(
+            zip(shared_indices, combined, strict=True)
+        ):
+            gradient = ops.cast(gradient, variables[i].dtype)
+            if extra_shared is not None:
+                gradient = gradient + extra_shared[index]
+            gradients[i] = gradient
         optimizer.apply_gradients(zip(gradients, variables, strict=True))
         self.update(model, global_losses)
         logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
