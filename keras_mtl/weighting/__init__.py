@@ -9,6 +9,13 @@
 | `gradnorm` | learned to balance gradient norms on Head 1's last layer | two partial backward passes (losses to that layer) |
 | `pcgrad` | the tasks' `weight`; conflicting shared gradients projected | a second backward pass over Trunk and Head 1 |
 | `famo` | FAMO's adaptive weights | a few ops on K numbers |
+| `db_mtl` | log losses; shared gradients rescaled to the largest moving-average norm | a second backward pass over Trunk and Head 1 |
+| `imtl` | IMTL-G: equal projections on both unit gradients (optional IMTL-L scales) | a second backward pass over Trunk and Head 1 |
+| `stch` | smooth Tchebycheff of the log losses after a warm-up | a few ops on K numbers |
+| `aligned_mtl` | shared gradients aligned to condition number 1 | a second backward pass, a 2x2 eigendecomposition |
+| `fairgrad` | alpha-fair allocation of the shared update | a second backward pass over Trunk and Head 1 |
+| `nash_mtl` | Nash bargaining weights, every `update_every` steps | a second backward pass on solving steps |
+| `cagrad` | conflict-averse direction within `c` of the mean gradient | a second backward pass over Trunk and Head 1 |
 
 `MultiTaskModel.set_weighting(weighting)` attaches one; `compile_model` does it
 from `config.weighting`. The weighting's state is saved with `.keras` files and
