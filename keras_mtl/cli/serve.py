@@ -80,7 +80,20 @@ def add_commands(commands):
     )
     _add_limit_flags(flag)
     flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
-    flag("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
+    flag(
+        "--enable_model_warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before a version serves",
+    )
+    flag(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="runs of each warm-up record",
+    )
     flag("--max_num_load_retries", type=int, default=5)
     parser.set_defaults(run=run)
 
@@ -164,6 +177,7 @@ def server_from_args(args):
         drain_timeout_seconds=args.drain_timeout_seconds,
         grpc_max_threads=args.grpc_max_threads,
         enable_model_warmup=args.enable_model_warmup,
+        num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
         max_num_load_retries=args.max_num_load_retries,
     )
 

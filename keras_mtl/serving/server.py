@@ -19,6 +19,7 @@ from keras_mtl.serving.model_config import MonitoringConfig
 from keras_mtl.serving.predictor import Predictor
 from keras_mtl.serving.protocol import JSON, RestApi, error_body
 from keras_mtl.serving.registry import ModelRegistry
+from keras_mtl.serving.warmup import replay_warmup_records
 
 logger = logging.getLogger("keras_mtl.serving")
 
@@ -72,8 +73,10 @@ class ModelServer:
         drain_timeout_seconds: On `stop()`, how long requests in flight may
             take to finish after the ports stop accepting.
         grpc_max_threads: gRPC worker threads.
-        enable_model_warmup: Run each new version at its batch sizes before
-            it serves.
+        enable_model_warmup: Before a new version serves, replay its
+            `assets.extra/tf_serving_warmup_requests` (as TF Serving does),
+            then run it at the batch sizes batching will use.
+        num_request_iterations_for_warmup: Runs of each warm-up record.
         max_num_load_retries: Retries of a version that fails to load.
         freeze_gc: Move what is loaded out of the garbage collector's sight
             (`gc.freeze`). TensorFlow and Keras keep millions of objects; a
@@ -109,6 +112,7 @@ class ModelServer:
         drain_timeout_seconds=5.0,
         grpc_max_threads=32,
         enable_model_warmup=True,
+        num_request_iterations_for_warmup=1,
         max_num_load_retries=5,
         freeze_gc=True,
     ):
@@ -121,6 +125,7 @@ class ModelServer:
             )
         self.host = host
         self.batching = batching
+        self.warmup_iterations = num_request_iterations_for_warmup
         self.monitoring = monitoring or MonitoringConfig()
         self.metrics = Metrics() if self.monitoring.prometheus_enabled else None
         self.registry = ModelRegistry(
@@ -155,12 +160,18 @@ class ModelServer:
         return f"{self.host}:{self.grpc_port}" if self.grpc_port else None
 
     def _warmup(self, servable):
+        """Replays the version's warm-up records, then runs each signature at
+        the batch sizes batching will use; returns what it did, for the log."""
+        calls = replay_warmup_records(
+            servable, self.predictor.predict, self.warmup_iterations
+        )
         sizes = self.batching.warmup_batch_sizes() if self.batching else [1]
         for key, specs in servable.model.signature_inputs.items():
             if specs:
                 for size in sizes:
                     servable.model.run(warmup_inputs(specs, size), key)
-        return sizes
+        records = f"{calls} warm-up record calls and " if calls else ""
+        return f"{records}batch sizes {sizes}"
 
     @staticmethod
     def _freeze(change):
