@@ -183,12 +183,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def make_grpc_server(
-    predictor, address, max_threads=16, metrics=None, budget=None, max_tensor_bytes=None
+    predictor,
+    address,
+    max_threads=16,
+    metrics=None,
+    budget=None,
+    max_tensor_bytes=None,
+    credentials=None,
+    health=None,
 ):
     """A started gRPC server for `predictor` on `address` ("host:port").
 
     `budget` (a `ByteBudget`) and `max_tensor_bytes` bound the memory that
-    decoded inputs take: see `PredictionService`.
+    decoded inputs take: see `PredictionService`. `credentials`
+    (`grpc.ssl_server_credentials`) serve TLS, None plaintext; `health` (a
+    `ModelHealth`) adds `grpc.health.v1.Health`.
     """
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(
@@ -206,7 +215,13 @@ def make_grpc_server(
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(predictor.registry), server
     )
-    if server.add_insecure_port(address) == 0:
+    if health is not None:
+        health.add_to_server(server)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
         raise OSError(f"Could not bind the gRPC server to {address}")
     server.start()
     return server
