@@ -13,7 +13,6 @@ import concurrent.futures
 import time
 
 import grpc
-import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -25,6 +24,7 @@ from tensorflow_serving.apis import (
 
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
+from keras_mtl.serving.tensor_proto import fill_tensor_proto, to_ndarray
 from keras_mtl.serving.tensor_size import check_decoded_size
 
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -91,7 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = {}
         for alias, tensor in request.inputs.items():
             try:
-                inputs[alias] = tf.make_ndarray(tensor)
+                inputs[alias] = to_ndarray(tensor)
             except Exception:  # a TensorProto that does not parse
                 raise invalid_argument(f"tensor parsing error: {alias}") from None
         remaining = context.time_remaining()
@@ -108,7 +108,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = spec.signature_name or "serving_default"
         for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            fill_tensor_proto(response.outputs[name], value)
         return response
 
     def GetModelMetadata(self, request, context):
