@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
+from keras_mtl.export_warmup import warmup_rows, write_warmup_requests
 from keras_mtl.run_directory import check_writable_dir, pid_alive
 from keras_mtl.saved_model import SIGNATURE, list_versions, metadata_path
 
@@ -144,7 +145,9 @@ def _make_temporary(model_dir, base_dir):
     return Path(tempfile.mkdtemp(prefix=prefix, dir=model_dir))
 
 
-def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, atol=1e-5):
+def export_saved_model(
+    model, base_dir, name, *, metadata=None, inputs=None, atol=1e-5, warmup=None
+):
     """Writes `model` to `base_dir/name/<next version>/` as a SavedModel.
 
     The `serving_default` signature takes the model's named inputs and returns
@@ -161,6 +164,9 @@ def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, ato
             right shapes by default.
         atol: Largest allowed difference between reloaded and in-memory
             outputs.
+        warmup: Name -> array of rows written as TF Serving warm-up records
+            (`assets.extra/tf_serving_warmup_requests`, one request per
+            row; see `keras_mtl.export_warmup`), or None for none.
 
     Returns:
         The `Path` of the new version directory.
@@ -189,6 +195,7 @@ def export_saved_model(model, base_dir, name, *, metadata=None, inputs=None, ato
         }
         metadata_path(temporary).parent.mkdir(exist_ok=True)
         metadata_path(temporary).write_text(json.dumps(record, indent=1, default=str))
+        write_warmup_requests(temporary, warmup)
         _verify(
             temporary,
             model,
@@ -208,7 +215,8 @@ def export_run(model, config, datasets, metrics=None):
 
     The metadata records the config (so the SavedModel can be evaluated
     later), each task's kind and class names, the input specs and `metrics`;
-    the reloaded model is verified on a batch of the test split.
+    the reloaded model is verified on a batch of the test split, whose first
+    `export.warmup_examples` rows become TF Serving warm-up records.
 
     Args:
         model: The trained model.
@@ -241,4 +249,5 @@ def export_run(model, config, datasets, metrics=None):
         config.name,
         metadata=metadata,
         inputs=inputs,
+        warmup=warmup_rows(inputs, config.export.warmup_examples),
     )

@@ -14,6 +14,8 @@ import tensorflow as tf
 from keras_mtl.compat.tf_function import flat_call as _flat_call
 
 METADATA_FILE = "keras_mtl.json"
+# TF Serving's warm-up requests: a TFRecord of PredictionLog protos.
+WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
 

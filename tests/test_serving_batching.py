@@ -148,8 +148,8 @@ def test_a_full_queue_answers_resource_exhausted():
         time.sleep(0.2)  # the one enqueued batch
         with pytest.raises(ServingError) as caught:
             scheduler.run("k", run, {"x": np.ones((1, 1))}, 1)
-        assert caught.value.code == Code.RESOURCE_EXHAUSTED
-        assert caught.value.http_status == 429
+        assert caught.value.code == Code.UNAVAILABLE
+        assert caught.value.http_status == 503
         assert "queue to which this task was submitted is full" in caught.value.message
         with pytest.raises(
             ServingError, match="larger than maximum input batch size 1"
@@ -267,11 +267,12 @@ def test_batched_server_answers_each_client_with_its_own_rows(tabular):
             )
 
 
-def test_a_full_queue_is_429_over_rest(tabular):
+def test_a_full_queue_is_503_over_rest_and_unavailable_over_grpc(tabular):
+    pytest.importorskip("grpc")
     with ModelServer(
         [ServedModelConfig("tabular", str(tabular.parent))],
         rest_api_port=helpers.free_port(),
-        grpc_port=0,
+        grpc_port=helpers.free_port(),
         poll_wait_seconds=0,
         batching=BatchingParameters(
             max_batch_size=1, max_enqueued_batches=1, num_batch_threads=1
@@ -298,13 +299,21 @@ def test_a_full_queue_is_429_over_rest(tabular):
         status, answer = Client(server.rest_url).request(
             "POST", "/v1/models/tabular:predict", body
         )
+        client = Client(server.rest_url, grpc=server.grpc_target)
+        specs = server.registry.resolve(ModelSpec("tabular")).model.input_specs
+        with pytest.raises(ServingError) as caught:
+            client.grpc_predict(
+                "tabular", helpers.columns(helpers.tabular_rows(1), specs)
+            )
+        client.close()
         gate.set()
         for thread in threads:
             thread.join(timeout=30)
-        assert status == 429, answer
+        assert status == 503, answer
         assert (
             "queue to which this task was submitted is full"
             in json.loads(answer)["error"]
         )
+        assert caught.value.code == Code.UNAVAILABLE  # the gRPC status
         assert sorted(statuses) == [200, 200]
         assert Client(server.rest_url).predict("tabular", helpers.tabular_rows(1))

@@ -80,7 +80,25 @@ def add_commands(commands):
     )
     _add_limit_flags(flag)
     flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
-    flag("--enable_model_warmup", type=_bool, nargs="?", const=True, default=True)
+    flag(
+        "--ssl_config_file",
+        help="TF Serving SSLConfig text proto (server_key, server_cert, custom_ca, "
+        "client_verify): TLS on the gRPC and REST ports",
+    )
+    flag(
+        "--enable_model_warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before a version serves",
+    )
+    flag(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="runs of each warm-up record",
+    )
     flag("--max_num_load_retries", type=int, default=5)
     parser.set_defaults(run=run)
 
@@ -142,6 +160,9 @@ def server_from_args(args):
             if args.batching_parameters_file
             else BatchingParameters()
         )
+    ssl_config = None
+    if args.ssl_config_file:
+        ssl_config = model_config.read_ssl_config_file(args.ssl_config_file)
     monitoring = None
     if args.monitoring_config_file:
         monitoring = model_config.read_monitoring_config_file(
@@ -164,7 +185,9 @@ def server_from_args(args):
         drain_timeout_seconds=args.drain_timeout_seconds,
         grpc_max_threads=args.grpc_max_threads,
         enable_model_warmup=args.enable_model_warmup,
+        num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
         max_num_load_retries=args.max_num_load_retries,
+        ssl_config=ssl_config,
     )
 
 

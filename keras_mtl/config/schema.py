@@ -171,6 +171,9 @@ class ExportConfig:
     """Where SavedModels land: `<base_dir>/<name>/<version>/`."""
 
     base_dir: str = "saved_models"
+    # Rows of the test split written as TF Serving warm-up requests (one
+    # request per row, assets.extra/tf_serving_warmup_requests); 0 for none.
+    warmup_examples: int = 4
 
 
 @dataclasses.dataclass

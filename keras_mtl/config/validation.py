@@ -51,6 +51,7 @@ def validate(config, source):
     _validate_train(config.train, source)
     _validate_weighting(config, source)
     _validate_tuning(config.tuning, source)
+    _validate_export(config.export, source)
 
 
 def _validate_data(data, source):
@@ -147,6 +148,16 @@ def _validate_model(model, source):
         _at_least(source, f"model.{key}", getattr(model, key), 1)
     if not 0.0 <= model.dropout < 1.0:
         _fail(source, "model.dropout", "in [0, 1)", model.dropout)
+
+
+def _validate_export(export, source):
+    if not 0 <= export.warmup_examples <= 1000:
+        _fail(
+            source,
+            "export.warmup_examples",
+            "in [0, 1000] (TF Serving replays at most 1000 warm-up records)",
+            export.warmup_examples,
+        )
 
 
 def _validate_train(train, source):

@@ -8,7 +8,8 @@ one model call and each caller gets its own rows back, as TF Serving's
 - `batch_timeout_micros`: how long an open, not yet full batch may wait for
   more requests once a batch thread is free (0: do not wait).
 - `max_enqueued_batches`: batches (open or full) a queue may hold; a request
-  that would need one more is refused with RESOURCE_EXHAUSTED (HTTP 429).
+  that would need one more is refused with UNAVAILABLE (HTTP 503), as TF
+  Serving's batch scheduler refuses it: the client may retry.
 - `num_batch_threads`: batches processed at the same time.
 - `allowed_batch_sizes`: batches are padded up to the next of these sizes.
 
@@ -173,7 +174,7 @@ class BatchScheduler:
             if not queue.batches or queue.batches[-1].size + size > limit:
                 if len(queue.batches) >= self.parameters.max_enqueued_batches:
                     raise ServingError(
-                        Code.RESOURCE_EXHAUSTED,
+                        Code.UNAVAILABLE,
                         "The batch scheduling queue to which this task was "
                         "submitted is full",
                     )

@@ -13,7 +13,6 @@ import concurrent.futures
 import time
 
 import grpc
-import tensorflow as tf
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
     get_model_metadata_pb2,
@@ -25,6 +24,7 @@ from tensorflow_serving.apis import (
 
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
+from keras_mtl.serving.tensor_proto import fill_tensor_proto, to_ndarray
 from keras_mtl.serving.tensor_size import check_decoded_size
 
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -91,7 +91,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         inputs = {}
         for alias, tensor in request.inputs.items():
             try:
-                inputs[alias] = tf.make_ndarray(tensor)
+                inputs[alias] = to_ndarray(tensor)
             except Exception:  # a TensorProto that does not parse
                 raise invalid_argument(f"tensor parsing error: {alias}") from None
         remaining = context.time_remaining()
@@ -108,7 +108,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         response.model_spec.version.value = servable.version
         response.model_spec.signature_name = spec.signature_name or "serving_default"
         for name, value in outputs.items():
-            response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            fill_tensor_proto(response.outputs[name], value)
         return response
 
     def GetModelMetadata(self, request, context):
@@ -183,12 +183,21 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
 
 
 def make_grpc_server(
-    predictor, address, max_threads=16, metrics=None, budget=None, max_tensor_bytes=None
+    predictor,
+    address,
+    max_threads=16,
+    metrics=None,
+    budget=None,
+    max_tensor_bytes=None,
+    credentials=None,
+    health=None,
 ):
     """A started gRPC server for `predictor` on `address` ("host:port").
 
     `budget` (a `ByteBudget`) and `max_tensor_bytes` bound the memory that
-    decoded inputs take: see `PredictionService`.
+    decoded inputs take: see `PredictionService`. `credentials`
+    (`grpc.ssl_server_credentials`) serve TLS, None plaintext; `health` (a
+    `ModelHealth`) adds `grpc.health.v1.Health`.
     """
     server = grpc.server(
         concurrent.futures.ThreadPoolExecutor(
@@ -206,7 +215,13 @@ def make_grpc_server(
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(
         ModelService(predictor.registry), server
     )
-    if server.add_insecure_port(address) == 0:
+    if health is not None:
+        health.add_to_server(server)
+    if credentials is not None:
+        port = server.add_secure_port(address, credentials)
+    else:
+        port = server.add_insecure_port(address)
+    if port == 0:
         raise OSError(f"Could not bind the gRPC server to {address}")
     server.start()
     return server

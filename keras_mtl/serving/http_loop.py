@@ -4,7 +4,10 @@
 it: it accepts, reads each connection into its `RequestReader` (straight into
 the body's buffer once the head is parsed), writes what the socket does not
 take at once, answers errors, closes connections that idle out, and refuses
-connections over the limit with 503. Each complete request goes to
+connections over the limit with 503. With an `ssl.SSLContext` it serves
+TLS: the handshake runs in the loop without blocking, and bytes that the TLS
+layer has decrypted but not yet handed over (`pending()`) are read before the
+loop waits again. Each complete request goes to
 `_submit`, which a subclass hands to its workers; a worker gives the
 connection back with `_give_back`. Nothing here waits on a client.
 """
@@ -12,6 +15,7 @@ connection back with `_give_back`. Nothing here waits on a client.
 import queue
 import selectors
 import socket
+import ssl
 import time
 
 from keras_mtl.serving.http_request import (
@@ -23,6 +27,14 @@ from keras_mtl.serving.http_request import (
 
 _DRAIN_ERROR_SECONDS = 2.0  # how long an error's connection is read before closing
 _MAX_REFUSED = 64  # refused connections being answered 503 at once
+# What a non-blocking socket raises when it cannot go on now; a TLS socket
+# raises SSLWantRead/WriteError (OSErrors, not BlockingIOErrors).
+WOULD_BLOCK = (
+    BlockingIOError,
+    InterruptedError,
+    ssl.SSLWantReadError,
+    ssl.SSLWantWriteError,
+)
 
 
 class _Connection:
@@ -35,6 +47,7 @@ class _Connection:
         self.draining_until = None  # reading and discarding until then
         self.refused = False  # answered 503: over the connection limit
         self.events = 0  # what the selector watches for
+        self.handshaking = False  # a TLS handshake is under way
 
 
 class EventLoop:
@@ -46,9 +59,19 @@ class EventLoop:
         max_body_bytes: The largest request body accepted (413 above it).
         max_connections: Open connections; one more is answered 503.
         budget: A `ByteBudget` for request bodies in flight, or None.
+        ssl_context: A server-side `ssl.SSLContext` to serve TLS, or None.
     """
 
-    def __init__(self, address, idle_timeout, max_body_bytes, max_connections, budget):
+    def __init__(
+        self,
+        address,
+        idle_timeout,
+        max_body_bytes,
+        max_connections,
+        budget,
+        ssl_context=None,
+    ):
+        self.ssl_context = ssl_context
         self.idle_timeout = idle_timeout
         self.max_body_bytes = max_body_bytes
         self.max_connections = max_connections
@@ -111,7 +134,9 @@ class EventLoop:
             connection = self._connections.get(sock)
             if connection is None:
                 return
-            if events & selectors.EVENT_WRITE:
+            if connection.handshaking:
+                self._handshake(connection)
+            elif events & selectors.EVENT_WRITE:
                 self._write(connection)
             elif events & selectors.EVENT_READ:
                 self._read(connection)
@@ -126,17 +151,44 @@ class EventLoop:
                 return  # the listener was closed by a shutdown
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                )
             connection = _Connection(
                 sock, address, RequestReader(self.max_body_bytes, self.budget)
             )
             self._connections[sock] = connection
             if len(self._connections) - self._refused > self.max_connections:
                 self._refuse(connection)
+            elif self.ssl_context is not None:
+                connection.handshaking = True
+                self._handshake(connection)
             else:
                 self._watch(connection, selectors.EVENT_READ)
 
+    def _handshake(self, connection):
+        """Goes on with a TLS handshake; watches for what it needs next."""
+        try:
+            connection.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch(connection, selectors.EVENT_READ)
+            return
+        except ssl.SSLWantWriteError:
+            self._watch(connection, selectors.EVENT_WRITE)
+            return
+        except OSError:  # a failed handshake (no client certificate, not TLS)
+            self._close(connection)
+            return
+        connection.handshaking = False
+        connection.last_active = time.monotonic()
+        self._watch(connection, selectors.EVENT_READ)
+        if connection.sock.pending():
+            self._read(connection)
+
     def _refuse(self, connection):
-        if self._refused >= _MAX_REFUSED:
+        if self._refused >= _MAX_REFUSED or self.ssl_context is not None:
+            # (a TLS client is closed unanswered: a 503 needs a handshake first)
             self._close(connection)
             return
         self._refused += 1
@@ -149,6 +201,17 @@ class EventLoop:
         self._fail(connection, error_response(503, message))
 
     def _read(self, connection):
+        self._read_once(connection)
+        while (
+            self.ssl_context is not None
+            and connection.sock in self._connections
+            and not connection.busy
+            and connection.events == selectors.EVENT_READ
+            and connection.sock.pending()
+        ):
+            self._read_once(connection)  # decrypted bytes the selector cannot see
+
+    def _read_once(self, connection):
         reader = connection.reader
         try:
             space = reader.body_space()
@@ -158,7 +221,7 @@ class EventLoop:
             else:
                 data = connection.sock.recv(65536)
                 count = len(data)
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return
         except OSError:
             count = 0
@@ -226,7 +289,7 @@ class EventLoop:
             while connection.out:
                 sent = connection.sock.send(connection.out)
                 connection.out = connection.out[sent:]
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             self._watch(connection, selectors.EVENT_WRITE)
             return
         except OSError:
@@ -240,6 +303,8 @@ class EventLoop:
             self._watch(connection, selectors.EVENT_READ)
             if connection.reader.data or connection.reader.send_continue:
                 self._next_request(connection)  # a pipelined request
+            elif self.ssl_context is not None and connection.sock.pending():
+                self._read(connection)
 
     def _start_draining(self, connection):
         connection.draining_until = time.monotonic() + _DRAIN_ERROR_SECONDS

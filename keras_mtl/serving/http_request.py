@@ -62,6 +62,7 @@ class Request:
     body: bytearray
     reserved: int = 0  # bytes taken from the budget, given back once answered
     prefix: bytes = b""  # written before the response ("100 Continue")
+    content_encoding: str = ""  # "gzip": decompressed by the worker
 
 
 def _parse_head(head):
@@ -174,6 +175,7 @@ class RequestReader:
         self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
         length = 0 if self._chunked else self._content_length(headers)
         request = Request(method, target, keep_alive, bytearray(length))
+        request.content_encoding = headers.get("content-encoding", "").lower()
         self._reserve(request, length)
         self._request, self._filled = request, 0
         self.send_continue = headers.get("expect", "").lower() == "100-continue"

@@ -20,7 +20,8 @@ import select
 import threading
 import time
 
-from keras_mtl.serving.http_loop import EventLoop
+from keras_mtl.serving.http_encoding import decoded_body
+from keras_mtl.serving.http_loop import WOULD_BLOCK, EventLoop
 from keras_mtl.serving.http_request import CONTINUE, HttpError, response_bytes
 from keras_mtl.serving.protocol import error_body
 
@@ -42,6 +43,7 @@ class HttpServer(EventLoop):
         max_body_bytes: The largest request body accepted (413 above it).
         max_connections: Open connections; one more is answered 503.
         budget: A `ByteBudget` for request bodies in flight, or None.
+        ssl_context: A server-side `ssl.SSLContext` to serve HTTPS, or None.
 
     Example:
 
@@ -63,8 +65,11 @@ class HttpServer(EventLoop):
         max_body_bytes=64 << 20,
         max_connections=512,
         budget=None,
+        ssl_context=None,
     ):
-        super().__init__(address, idle_timeout, max_body_bytes, max_connections, budget)
+        super().__init__(
+            address, idle_timeout, max_body_bytes, max_connections, budget, ssl_context
+        )
         self.app = app
         self._jobs = queue.SimpleQueue()
         self._workers = [
@@ -107,15 +112,19 @@ class HttpServer(EventLoop):
     def _respond(self, connection, request):
         """Runs one request and sends its answer; returns (unsent bytes, close)."""
         try:
+            body = decoded_body(request, self.max_body_bytes, self.budget)
             status, payload, content_type = self.app(
-                request.method, request.target, request.body
+                request.method, request.target, body
             )
+        except HttpError as error:  # a body that does not decompress within limits
+            status, payload = error.status, error_body(error.message)
+            content_type = "application/json"
         except Exception as error:  # one broken request must not stop the server
             logger.exception("Error on a REST request from %s", connection.address)
             status, content_type = 500, "application/json"
             payload = error_body(f"Internal error: {type(error).__name__}")
         finally:
-            request.body = None  # the body's memory goes back before the answer
+            request.body = body = None  # the memory goes back before the answer
             connection.reader.release(request)
         close = not request.keep_alive
         data = request.prefix + response_bytes(
@@ -132,13 +141,15 @@ class HttpServer(EventLoop):
         served by one thread (no hop through the event loop, ~25 us); only
         while no other request waits for a worker. Returns (request or None,
         whether the client closed)."""
-        poller = select.poll()
-        poller.register(connection.sock, select.POLLIN)
-        if not poller.poll(_LINGER_MS):
-            return None, False
+        sock = connection.sock
+        if self.ssl_context is None or not sock.pending():
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            if not poller.poll(_LINGER_MS):
+                return None, False
         try:
-            data = connection.sock.recv(65536)
-        except (BlockingIOError, InterruptedError):
+            data = sock.recv(65536)
+        except WOULD_BLOCK:
             return None, False
         except OSError:
             data = b""
@@ -160,7 +171,7 @@ class HttpServer(EventLoop):
         try:
             while view:
                 view = view[connection.sock.send(view) :]
-        except (BlockingIOError, InterruptedError):
+        except WOULD_BLOCK:
             return view
         except OSError:
             return None  # the client went away; the loop closes the connection

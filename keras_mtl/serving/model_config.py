@@ -17,7 +17,9 @@ model_config_list {
 
 `--batching_parameters_file` holds a `BatchingParameters`
 (`max_batch_size { value: 64 }`, ...) and `--monitoring_config_file` a
-`MonitoringConfig` (`prometheus_config { enable: true }`). They are parsed
+`MonitoringConfig` (`prometheus_config { enable: true }`), and
+`--ssl_config_file` an `SSLConfig` (`server_key: "-----BEGIN ..."`,
+`server_cert`, `custom_ca`, `client_verify: true`). They are parsed
 with protobuf's own text format: `ModelServerConfig` from the
 `tensorflow-serving-api` package when it is installed, and the other messages
 (which that package does not ship) from their TF Serving definitions, declared
@@ -57,6 +59,12 @@ _MESSAGES = {
         ("thread_pool_name", 5, _F.TYPE_MESSAGE, _OPTIONAL, _WRAPPERS["str"]),
         ("allowed_batch_sizes", 6, _F.TYPE_INT64, _REPEATED, None),
         ("pad_variable_length_inputs", 7, _F.TYPE_BOOL, _OPTIONAL, None),
+    ],
+    "SSLConfig": [
+        ("server_key", 1, _F.TYPE_STRING, _OPTIONAL, None),
+        ("server_cert", 2, _F.TYPE_STRING, _OPTIONAL, None),
+        ("custom_ca", 3, _F.TYPE_STRING, _OPTIONAL, None),
+        ("client_verify", 4, _F.TYPE_BOOL, _OPTIONAL, None),
     ],
     "PrometheusConfig": [
         ("enable", 1, _F.TYPE_BOOL, _OPTIONAL, None),
@@ -131,7 +139,12 @@ def _declared_messages():
         name: message_factory.GetMessageClass(
             pool.FindMessageTypeByName(f"{_PACKAGE}.{name}")
         )
-        for name in ("BatchingParameters", "MonitoringConfig", "ModelServerConfig")
+        for name in (
+            "BatchingParameters",
+            "MonitoringConfig",
+            "ModelServerConfig",
+            "SSLConfig",
+        )
     }
 
 
@@ -273,3 +286,17 @@ def read_monitoring_config_file(path):
     message = _parse(path, _CLASSES["MonitoringConfig"], "--monitoring_config_file")
     prometheus = message.prometheus_config
     return MonitoringConfig(prometheus.enable, prometheus.path or PROMETHEUS_PATH)
+
+
+def read_ssl_config_file(path):
+    """A `--ssl_config_file` (TF Serving's `SSLConfig`) as `tls.SSLConfig`."""
+    from keras_mtl.serving.tls import SSLConfig
+
+    message = _parse(path, _CLASSES["SSLConfig"], "--ssl_config_file")
+    return SSLConfig(
+        message.server_key,
+        message.server_cert,
+        message.custom_ca,
+        message.client_verify,
+        source=str(path),
+    )

@@ -22,6 +22,7 @@ import urllib.parse
 from google.protobuf import json_format
 
 from keras_mtl.serving import json_predict
+from keras_mtl.serving.gc_pause import paused_gc
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
 
@@ -176,7 +177,8 @@ class RestApi:
             resolved.append(self.predictor.servable(spec))
             return self.predictor.input_infos(resolved[0], signature_name)
 
-        request = json_predict.predict_request_from_json(body, input_infos)
+        with paused_gc(len(body)):
+            request = json_predict.predict_request_from_json(body, input_infos)
         deadline = None
         if self.timeout_seconds:
             deadline = time.monotonic() + self.timeout_seconds

@@ -232,7 +232,7 @@ class ModelRegistry:
             version,
             path,
             seconds,
-            f"; warmed up at batch sizes {warmed}" if warmed else "",
+            f"; warmed up with {warmed}" if warmed else "",
         )
 
     def _unload_version(self, config, version):

@@ -19,6 +19,7 @@ from keras_mtl.serving.model_config import MonitoringConfig
 from keras_mtl.serving.predictor import Predictor
 from keras_mtl.serving.protocol import JSON, RestApi, error_body
 from keras_mtl.serving.registry import ModelRegistry
+from keras_mtl.serving.warmup import replay_warmup_records
 
 logger = logging.getLogger("keras_mtl.serving")
 
@@ -43,6 +44,19 @@ def grpc_available():
     except ImportError:
         return False
     return True
+
+
+def _model_health(registry):
+    """A `ModelHealth` for the gRPC port, or None without grpcio-health-checking."""
+    try:
+        from keras_mtl.serving.health import ModelHealth
+    except ImportError:
+        logger.warning(
+            "No grpc.health.v1 service: it needs grpcio-health-checking "
+            '(pip install "keras-mtl[serving]").'
+        )
+        return None
+    return ModelHealth(registry)
 
 
 class ModelServer:
@@ -72,8 +86,13 @@ class ModelServer:
         drain_timeout_seconds: On `stop()`, how long requests in flight may
             take to finish after the ports stop accepting.
         grpc_max_threads: gRPC worker threads.
-        enable_model_warmup: Run each new version at its batch sizes before
-            it serves.
+        enable_model_warmup: Before a new version serves, replay its
+            `assets.extra/tf_serving_warmup_requests` (as TF Serving does),
+            then run it at the batch sizes batching will use.
+        num_request_iterations_for_warmup: Runs of each warm-up record.
+        ssl_config: A `tls.SSLConfig` (TF Serving's `--ssl_config_file`):
+            both ports serve TLS, and with `client_verify` refuse clients
+            without a certificate signed by `custom_ca`; None: plaintext.
         max_num_load_retries: Retries of a version that fails to load.
         freeze_gc: Move what is loaded out of the garbage collector's sight
             (`gc.freeze`). TensorFlow and Keras keep millions of objects; a
@@ -109,8 +128,10 @@ class ModelServer:
         drain_timeout_seconds=5.0,
         grpc_max_threads=32,
         enable_model_warmup=True,
+        num_request_iterations_for_warmup=1,
         max_num_load_retries=5,
         freeze_gc=True,
+        ssl_config=None,
     ):
         if max_bytes_in_flight < max_request_bytes:
             raise ValueError(
@@ -121,6 +142,7 @@ class ModelServer:
             )
         self.host = host
         self.batching = batching
+        self.warmup_iterations = num_request_iterations_for_warmup
         self.monitoring = monitoring or MonitoringConfig()
         self.metrics = Metrics() if self.monitoring.prometheus_enabled else None
         self.registry = ModelRegistry(
@@ -129,9 +151,11 @@ class ModelServer:
             warmup=self._warmup if enable_model_warmup else None,
             max_num_load_retries=max_num_load_retries,
             metrics=self.metrics,
-            on_change=self._freeze if freeze_gc else None,
+            on_change=self._changed,
         )
         self._freeze_gc = freeze_gc
+        self.ssl_config = ssl_config
+        self.health = None  # a ModelHealth while gRPC serves
         self.predictor = Predictor(self.registry, batching, self.metrics)
         timeout = rest_api_timeout_in_ms / 1000 if rest_api_timeout_in_ms > 0 else None
         self.rest_api = RestApi(self.predictor, self.metrics, timeout)
@@ -148,22 +172,35 @@ class ModelServer:
 
     @property
     def rest_url(self):
-        return f"http://{self.host}:{self.rest_port}" if self.rest_port else None
+        if not self.rest_port:
+            return None
+        scheme = "https" if self.ssl_config else "http"
+        return f"{scheme}://{self.host}:{self.rest_port}"
 
     @property
     def grpc_target(self):
         return f"{self.host}:{self.grpc_port}" if self.grpc_port else None
 
     def _warmup(self, servable):
+        """Replays the version's warm-up records, then runs each signature at
+        the batch sizes batching will use; returns what it did, for the log."""
+        calls = replay_warmup_records(
+            servable, self.predictor.predict, self.warmup_iterations
+        )
         sizes = self.batching.warmup_batch_sizes() if self.batching else [1]
         for key, specs in servable.model.signature_inputs.items():
             if specs:
                 for size in sizes:
                     servable.model.run(warmup_inputs(specs, size), key)
-        return sizes
+        records = f"{calls} warm-up record calls and " if calls else ""
+        return f"{records}batch sizes {sizes}"
 
-    @staticmethod
-    def _freeze(change):
+    def _changed(self, change):
+        """After a version is swapped in ("load") or out ("unload")."""
+        if self.health is not None:
+            self.health.update()
+        if not self._freeze_gc:
+            return
         if change == "unload":  # let the unloaded version's cycles be collected
             gc.unfreeze()
             gc.collect()
@@ -192,6 +229,9 @@ class ModelServer:
                     max_body_bytes=self._max_request_bytes,
                     max_connections=self._max_connections,
                     budget=self.budget,
+                    ssl_context=self.ssl_config.ssl_context()
+                    if self.ssl_config
+                    else None,
                 )
                 self.rest_port = self._http.server_address[1]
                 self._http_thread = threading.Thread(
@@ -219,6 +259,7 @@ class ModelServer:
         from keras_mtl.serving.grpc_server import make_grpc_server
 
         target = f"{self.host}:{self._grpc_port}"
+        self.health = _model_health(self.registry)
         self._grpc = make_grpc_server(
             self.predictor,
             target,
@@ -226,6 +267,8 @@ class ModelServer:
             self.metrics,
             budget=self.budget,
             max_tensor_bytes=self._max_tensor_bytes,
+            credentials=self.ssl_config.grpc_credentials() if self.ssl_config else None,
+            health=self.health,
         )
         self.grpc_port = self._grpc_port
         logger.info("Running gRPC ModelServer at %s ...", target)
@@ -236,6 +279,8 @@ class ModelServer:
         drain = max(0.0, self.drain_timeout_seconds)
         deadline = time.monotonic() + drain
         grpc_stopped = None
+        if self.health is not None:
+            self.health.shutdown()  # NOT_SERVING for the probes from now on
         if self._grpc is not None:
             grpc_stopped = self._grpc.stop(grace=drain)  # refuses new calls now
             self._grpc = None

@@ -17,6 +17,8 @@ import tensorflow as tf
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
 
 _POINTER_BYTES = 8  # an object array holds one reference per string
+_STRING = tf.string.as_datatype_enum
+_ITEM_BYTES = {}  # DataType enum -> bytes per element, filled as met
 
 
 def _shape_text(dims):
@@ -27,16 +29,23 @@ def decoded_size(alias, tensor):
     """Bytes that `tf.make_ndarray(tensor)` allocates; INVALID_ARGUMENT (TF
     Serving's "tensor parsing error") for a shape or dtype that cannot be."""
     dims = [dim.size for dim in tensor.tensor_shape.dim]
-    try:
-        dtype = tf.as_dtype(tensor.dtype)
-    except TypeError:
-        raise invalid_argument(f"tensor parsing error: {alias}") from None
-    if any(d < 0 for d in dims) or dtype == tf.resource or dtype == tf.variant:
+    size = _ITEM_BYTES.get(tensor.dtype)
+    if size is None:
+        try:
+            dtype = tf.as_dtype(tensor.dtype)
+        except TypeError:
+            raise invalid_argument(f"tensor parsing error: {alias}") from None
+        if dtype == tf.resource or dtype == tf.variant:
+            raise invalid_argument(f"tensor parsing error: {alias}")
+        size = _ITEM_BYTES[tensor.dtype] = (
+            _POINTER_BYTES if dtype == tf.string else dtype.size
+        )
+    if any(d < 0 for d in dims):
         raise invalid_argument(f"tensor parsing error: {alias}")
     elements = math.prod(dims)
-    if dtype == tf.string:
-        return elements * _POINTER_BYTES + sum(len(v) for v in tensor.string_val)
-    return elements * dtype.size
+    if tensor.dtype == _STRING:
+        return elements * size + sum(map(len, tensor.string_val))
+    return elements * size
 
 
 def check_decoded_size(inputs, limit):
