@@ -48,6 +48,20 @@ def add_commands(commands):
         default="127.0.0.1",
         help="address both ports bind (0.0.0.0 for every interface)",
     )
+    _add_model_flags(flag)
+    _add_rest_flags(flag)
+    _add_limit_flags(flag)
+    flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
+    flag(
+        "--ssl_config_file",
+        help="TF Serving SSLConfig text proto (server_key, server_cert, custom_ca, "
+        "client_verify): TLS on the gRPC and REST ports",
+    )
+    parser.set_defaults(run=run)
+
+
+def _add_model_flags(flag):
+    """Versions, batching, monitoring and warm-up flags."""
     flag(
         "--file_system_poll_wait_seconds",
         type=float,
@@ -60,6 +74,25 @@ def add_commands(commands):
         "--monitoring_config_file",
         help="TF Serving MonitoringConfig text proto (prometheus_config)",
     )
+    flag(
+        "--enable_model_warmup",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=True,
+        help="replay assets.extra/tf_serving_warmup_requests before a version serves",
+    )
+    flag(
+        "--num_request_iterations_for_warmup",
+        type=int,
+        default=1,
+        help="runs of each warm-up record",
+    )
+    flag("--max_num_load_retries", type=int, default=5)
+
+
+def _add_rest_flags(flag):
+    """The REST front's threads, timeout and body limit."""
     flag(
         "--rest_api_num_threads",
         type=int,
@@ -78,29 +111,6 @@ def add_commands(commands):
         default=64 << 20,
         help="largest REST request body; larger ones get 413",
     )
-    _add_limit_flags(flag)
-    flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
-    flag(
-        "--ssl_config_file",
-        help="TF Serving SSLConfig text proto (server_key, server_cert, custom_ca, "
-        "client_verify): TLS on the gRPC and REST ports",
-    )
-    flag(
-        "--enable_model_warmup",
-        type=_bool,
-        nargs="?",
-        const=True,
-        default=True,
-        help="replay assets.extra/tf_serving_warmup_requests before a version serves",
-    )
-    flag(
-        "--num_request_iterations_for_warmup",
-        type=int,
-        default=1,
-        help="runs of each warm-up record",
-    )
-    flag("--max_num_load_retries", type=int, default=5)
-    parser.set_defaults(run=run)
 
 
 def _add_limit_flags(flag):
