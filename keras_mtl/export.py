@@ -29,6 +29,7 @@ import tensorflow as tf
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
 from keras_mtl.export_warmup import warmup_rows, write_warmup_requests
+from keras_mtl.models.esmm import serving_model
 from keras_mtl.run_directory import check_writable_dir, pid_alive
 from keras_mtl.saved_model import SIGNATURE, list_versions, metadata_path
 
@@ -151,7 +152,8 @@ def export_saved_model(
     """Writes `model` to `base_dir/name/<next version>/` as a SavedModel.
 
     The `serving_default` signature takes the model's named inputs and returns
-    one output per task, named after it. `metadata` is written to
+    one output per task, named after it, and for an ESMM link the conditional
+    probability `<task2>_given_<task1>` too (`keras_mtl.models.serving_model`). `metadata` is written to
     `assets.extra/keras_mtl.json` with the library versions and the time.
 
     Args:
@@ -181,6 +183,7 @@ def export_saved_model(
     # saved_models/shapes/1
     ```
     """
+    model = serving_model(model)
     model_dir = Path(base_dir) / name
     temporary = _make_temporary(model_dir, base_dir)
     try:

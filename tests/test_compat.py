@@ -479,3 +479,24 @@ except KerasInternalsError as error:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().splitlines()[-1] == "keras.src.utils.file_utils"
+
+
+def test_layer_losses_are_read_and_cleared_through_the_overridden_methods():
+    """`keras_mtl.compat.replica_losses` overrides `Layer._get_own_losses` and
+    `Layer._clear_losses`: `model.losses` must read a term through them, and
+    a new call must clear it."""
+    import keras
+
+    from keras_mtl.compat.replica_losses import ReplicaLocalLosses
+
+    class Penalty(ReplicaLocalLosses, keras.layers.Layer):
+        def call(self, x):
+            self.add_replica_loss(keras.ops.sum(x))
+            return x
+
+    inputs = keras.Input((2,))
+    model = keras.Model(inputs, Penalty()(inputs))
+    model(keras.ops.ones((1, 2)))
+    assert [float(loss) for loss in model.losses] == [2.0]
+    model(keras.ops.full((1, 2), 3.0))
+    assert [float(loss) for loss in model.losses] == [6.0]

@@ -84,6 +84,15 @@ class ModelConfig:
     head2_input: str = "features"
     stop_gradient: bool = False
     dropout: float = 0.0
+    # Gated-expert trunks (`trunk = "mmoe"` or `"ple"`): experts (PLE: shared
+    # experts per level), each `expert_units` wide and `depth` layers deep.
+    experts: int = 4
+    expert_units: int = 16
+    # PLE: extraction levels (1 is CGC) and task-specific experts per task.
+    ple_levels: int = 2
+    task_experts: int = 1
+    # `head2_input = "aitm"`: weight of the label constraint max(p2 - p1, 0).
+    aitm_calibration: float = 0.6
 
 
 @dataclasses.dataclass

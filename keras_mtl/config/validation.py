@@ -7,8 +7,8 @@ from keras_mtl.config import weighting_methods
 
 DATA_SOURCES = ("shapes", "tfds", "csv")
 TASK_KINDS = ("multiclass", "binary", "regression")
-TRUNKS = ("mlp", "cnn")
-HEAD2_INPUTS = ("features", "features+prediction")
+TRUNKS = ("mlp", "cnn", "mmoe", "ple")
+HEAD2_INPUTS = ("features", "features+prediction", "esmm", "aitm")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 TUNERS = ("random", "bayesian", "hyperband")
@@ -48,6 +48,7 @@ def validate(config, source):
     _validate_tasks(config, source)
     _validate_labels(config, source)
     _validate_model(config.model, source)
+    _validate_link(config, source)
     _validate_train(config.train, source)
     _validate_weighting(config, source)
     _validate_tuning(config.tuning, source)
@@ -144,10 +145,29 @@ def _validate_labels(config, source):
 def _validate_model(model, source):
     _one_of(source, "model.trunk", model.trunk, TRUNKS)
     _one_of(source, "model.head2_input", model.head2_input, HEAD2_INPUTS)
-    for key in ("width", "depth", "head_units", "head_depth"):
+    keys = ("width", "depth", "head_units", "head_depth", "experts", "expert_units")
+    for key in (*keys, "ple_levels"):
         _at_least(source, f"model.{key}", getattr(model, key), 1)
+    _at_least(source, "model.task_experts", model.task_experts, 0)
+    _at_least(source, "model.aitm_calibration", model.aitm_calibration, 0.0)
     if not 0.0 <= model.dropout < 1.0:
         _fail(source, "model.dropout", "in [0, 1)", model.dropout)
+
+
+def _validate_link(config, source):
+    """ESMM and AITM link two binary tasks (click -> conversion)."""
+    link = config.model.head2_input
+    if link not in ("esmm", "aitm"):
+        return
+    kinds = [task.kind for task in config.tasks]
+    if kinds != ["binary", "binary"]:
+        _fail(
+            source,
+            "model.head2_input",
+            f"'features' or 'features+prediction' unless both tasks are binary "
+            f"('{link}' links p(task 1) to p(task 2); tasks' kinds: {kinds})",
+            link,
+        )
 
 
 def _validate_export(export, source):

@@ -17,10 +17,13 @@ from keras_mtl import tasks as task_lib
 from keras_mtl.data.features import normalized_targets
 from keras_mtl.models.heads import TaskHead
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
+from keras_mtl.models.links import link_heads, make_aitm_head
+from keras_mtl.models.mmoe import MMoETrunk
 from keras_mtl.models.multi_task_model import MultiTaskModel
+from keras_mtl.models.ple import PLETrunk
 from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
 
-TRUNKS = {"cnn": ConvTrunk, "mlp": MLPTrunk}
+TRUNKS = {"cnn": ConvTrunk, "mlp": MLPTrunk, "mmoe": MMoETrunk, "ple": PLETrunk}
 
 
 def layer_dtype(config):
@@ -28,12 +31,31 @@ def layer_dtype(config):
     return "mixed_float16" if config.train.mixed_precision else None
 
 
-def make_trunk(config):
-    """The Trunk that `config.model.trunk` names, as the layer `"trunk"`."""
+def make_trunk(config, tasks=2):
+    """The Trunk that `config.model.trunk` names, as the layer `"trunk"`.
+
+    A gated-expert trunk (`mmoe`, `ple`) has one gate per task of `tasks`
+    and returns one representation per task.
+    """
     model = config.model
-    return TRUNKS[model.trunk](
-        model.width, model.depth, model.dropout, dtype=layer_dtype(config), name="trunk"
-    )
+    common = {"dtype": layer_dtype(config), "name": "trunk"}
+    experts = {
+        "expert_units": model.expert_units,
+        "depth": model.depth,
+        "dropout": model.dropout,
+        "tasks": tasks,
+    }
+    if model.trunk == "mmoe":
+        return MMoETrunk(experts=model.experts, **experts, **common)
+    if model.trunk == "ple":
+        return PLETrunk(
+            levels=model.ple_levels,
+            shared_experts=model.experts,
+            task_experts=model.task_experts,
+            **experts,
+            **common,
+        )
+    return TRUNKS[model.trunk](model.width, model.depth, model.dropout, **common)
 
 
 def make_head(config, task, name, stop_gradient=False):
@@ -165,16 +187,16 @@ def build_model(config, features=None, *, strategy=None, compile=True):
     task1, task2 = config.tasks
     with strategy.scope():
         inputs, x = make_inputs(features)
-        shared = make_trunk(config)(x)
         head1 = make_head(config, task1, "head1")
-        head2 = make_head(
-            config, task2, "head2", stop_gradient=config.model.stop_gradient
+        if config.model.head2_input == "aitm":
+            head2 = make_aitm_head(config, task2, layer_dtype(config))
+        else:
+            head2 = make_head(
+                config, task2, "head2", stop_gradient=config.model.stop_gradient
+            )
+        prediction1, prediction2 = link_heads(
+            config, make_trunk(config)(x), head1, head2
         )
-        head1_features, prediction1 = head1(shared)
-        head2_inputs = head1_features
-        if config.model.head2_input == "features+prediction":
-            head2_inputs = [head1_features, prediction1]
-        _, prediction2 = head2(head2_inputs)
         outputs = {
             task.name: in_target_units(prediction, task.name, scales.get(task.name))
             for task, prediction in ((task1, prediction1), (task2, prediction2))

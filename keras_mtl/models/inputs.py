@@ -6,6 +6,7 @@ from keras_mtl.data.features import (
     CategoricalFeature,
     ImageFeature,
     NumericFeature,
+    VectorFeature,
     input_features,
 )
 from keras_mtl.models.preprocessing import CleanStrings, FillMissing, StandardizeImage
@@ -35,6 +36,9 @@ def make_inputs(features):
         if isinstance(feature, ImageFeature):
             inputs[feature.name] = keras.Input(feature.shape, name=feature.name)
             encoded.append(StandardizeImage(name="standardize")(inputs[feature.name]))
+        elif isinstance(feature, VectorFeature):
+            inputs[feature.name] = keras.Input(feature.shape, name=feature.name)
+            encoded.append(inputs[feature.name])
         elif isinstance(feature, NumericFeature):
             inputs[feature.name] = keras.Input((), name=feature.name)
             x = FillMissing(feature.mean, name=f"fill_{feature.name}")(

@@ -53,7 +53,10 @@ def build_single_task_model(config, task, features=None, *, strategy=None):
     scales = normalized_targets(config, features)
     with strategy.scope():
         inputs, x = make_inputs(features)
-        _, prediction = make_head(config, task, "head")(make_trunk(config)(x))
+        representation = make_trunk(config, tasks=1)(x)
+        if isinstance(representation, list | tuple):  # A gated trunk, one gate.
+            (representation,) = representation
+        _, prediction = make_head(config, task, "head")(representation)
         model = MultiTaskModel(
             inputs=inputs,
             outputs={
