@@ -1,6 +1,12 @@
-"""Data: the embedded `shapes` TFDS builder, TFDS and CSV sources, one pipeline."""
+"""Data: the embedded TFDS builders (`shapes`, `mmoe_synthetic`, `funnel`),
+TFDS and CSV sources, one pipeline."""
 
-from keras_mtl.data.features import CategoricalFeature, ImageFeature, NumericFeature
+from keras_mtl.data.features import (
+    CategoricalFeature,
+    ImageFeature,
+    NumericFeature,
+    VectorFeature,
+)
 from keras_mtl.data.pipeline import Datasets, load_datasets
 
 __all__ = [
@@ -8,5 +14,6 @@ __all__ = [
     "Datasets",
     "ImageFeature",
     "NumericFeature",
+    "VectorFeature",
     "load_datasets",
 ]

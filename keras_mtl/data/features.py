@@ -21,6 +21,15 @@ class ImageFeature:
 
 
 @dataclasses.dataclass(frozen=True)
+class VectorFeature:
+    """A float vector input, fed to the Trunk as it is (already standardised,
+    as the embedded `mmoe_synthetic` and `funnel` datasets are)."""
+
+    name: str
+    shape: tuple = (1,)
+
+
+@dataclasses.dataclass(frozen=True)
 class NumericFeature:
     """A numeric column, standardised with its training-split statistics."""
 
@@ -76,7 +85,13 @@ def feature_from_dict(config):
     config = dict(config)
     kinds = {
         cls.__name__: cls
-        for cls in (ImageFeature, NumericFeature, CategoricalFeature, TargetScale)
+        for cls in (
+            ImageFeature,
+            VectorFeature,
+            NumericFeature,
+            CategoricalFeature,
+            TargetScale,
+        )
     }
     cls = kinds[config.pop("type")]
     for key in ("shape", "vocabulary", "missing_values"):

@@ -15,11 +15,15 @@ import socket
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-import keras_mtl.data.shapes  # noqa: F401  (registers the `shapes` builder)
+import keras_mtl.data.funnel  # noqa: F401  (registers the embedded builders)
+import keras_mtl.data.shapes  # noqa: F401
+import keras_mtl.data.synthetic  # noqa: F401
 from keras_mtl.config import resolve_path
-from keras_mtl.data.features import ImageFeature
+from keras_mtl.data.features import ImageFeature, VectorFeature
 from keras_mtl.tasks import MISSING_LABEL
 
+# Builders in this package: generated here, never downloaded.
+EMBEDDED = ("shapes", "mmoe_synthetic", "funnel")
 # TFDS first looks for prepared datasets on Google Cloud Storage.
 _PROBE_HOST = ("storage.googleapis.com", 443)
 
@@ -37,7 +41,7 @@ def _prepare(builder, config):
     if builder.is_prepared():
         return
     name = config.data.dataset
-    if config.data.source != "shapes":  # `shapes` is generated here, never downloaded.
+    if builder.name not in EMBEDDED:
         where = builder.data_dir
         hint = (
             f"Prepare it on a machine with internet (`tfds build {name} "
@@ -164,8 +168,10 @@ def load_tfds(config):
     }
     if data.max_examples:
         splits["train"] = splits["train"].take(data.max_examples)
-    shape = tuple(info.features[data.feature].shape)
-    return splits, (ImageFeature(data.feature, shape),), class_names, sizes
+    feature = info.features[data.feature]
+    # An image, or a float vector (`mmoe_synthetic`, `funnel`).
+    spec = ImageFeature if isinstance(feature, tfds.features.Image) else VectorFeature
+    return splits, (spec(data.feature, tuple(feature.shape)),), class_names, sizes
 
 
 def _check_features(config, info):
