@@ -8,6 +8,13 @@
 | `comparison` | `compare_weightings`: one config trained once per loss-weighting method and seed, in one table |
 """
 
+from keras_mtl.evaluation.architectures import (
+    PairedRuns,
+    correlation_experiment,
+    esmm_experiment,
+    paired_difference,
+    paired_runs,
+)
 from keras_mtl.evaluation.baselines import Baselines, load_baselines, train_baselines
 from keras_mtl.evaluation.comparison import WeightingComparison, compare_weightings
 from keras_mtl.evaluation.delta_m import delta_m, delta_m_per_task, delta_m_summary
@@ -20,6 +27,11 @@ from keras_mtl.evaluation.report import (
 )
 
 __all__ = [
+    "PairedRuns",
+    "correlation_experiment",
+    "esmm_experiment",
+    "paired_difference",
+    "paired_runs",
     "Baselines",
     "EvaluationReport",
     "WeightingComparison",
