@@ -28,6 +28,7 @@ def test_there_are_notebooks():
         "03_tuning_loss_weights.ipynb",
         "04_serving.ipynb",
         "05_tabular.ipynb",
+        "07_architectures.ipynb",
     ]
 
 
