@@ -73,7 +73,10 @@ def test_unknown_key_names_key_file_and_known_keys(tmp_path):
         ("train.epochs='three'", "`train.epochs` must be an integer"),
         ("train.epochs=0", "`train.epochs` must be >= 1"),
         ("train.learning_rate=-1", "`train.learning_rate` must be a number > 0"),
-        ("model.trunk='resnet'", "`model.trunk` must be one of ['mlp', 'cnn', 'mmoe', 'ple']"),
+        (
+            "model.trunk='resnet'",
+            "`model.trunk` must be one of ['mlp', 'cnn', 'mmoe', 'ple']",
+        ),
         ("train.strategy=tpu", "`train.strategy` must be one of"),
         ("tasks.0.kind=ranking", "`tasks.0.kind` must be one of"),
         ("tasks.1.num_classes=1", "`tasks.1.num_classes` must be >= 2"),
