@@ -104,6 +104,9 @@ class TrainConfig:
     early_stopping_patience: int = 0
     monitor: str = "val_loss"
     run_dir: str = "runs"
+    # Write the backup and the best model at most this often (and at the end,
+    # and when stopped); 0: after every epoch.
+    backup_every_seconds: float = 60.0
 
 
 class WeightingConfig:

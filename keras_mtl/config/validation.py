@@ -166,6 +166,7 @@ def _validate_train(train, source):
     _at_least(source, "train.steps_per_execution", train.steps_per_execution, 1)
     _at_least(source, "train.replicas", train.replicas, 0)
     _at_least(source, "train.early_stopping_patience", train.early_stopping_patience, 0)
+    _at_least(source, "train.backup_every_seconds", train.backup_every_seconds, 0.0)
     if not train.learning_rate > 0 or not math.isfinite(train.learning_rate):
         _fail(source, "train.learning_rate", "a number > 0", train.learning_rate)
     _one_of(source, "train.strategy", train.strategy, STRATEGIES)
