@@ -55,7 +55,7 @@ class SaveClock:
 
 
 class WeightsSnapshot:
-    """The values of a model's and its optimizer's variables at one moment.
+    """The values of a model's, its optimizer's and its weighting's variables.
 
     The values are tensors read from the variables: TensorFlow copies a
     variable's buffer before an update while a read of it is alive, so a
@@ -87,9 +87,15 @@ class WeightsSnapshot:
 
 
 def _saved_variables(model):
+    """What `model.save_weights` writes: the model's, the optimizer's and the
+    loss weighting's variables (a `MultiTaskModel` keeps the last out of
+    `model.variables`)."""
     variables = list(model.variables)
     if model.optimizer is not None:
         variables += list(model.optimizer.variables)
+    weighting = getattr(model, "weighting", None)
+    if weighting is not None:
+        variables += list(weighting.variables)
     return variables
 
 
@@ -102,7 +108,8 @@ def epoch_snapshot(model, epoch):
     The backup and the best-model checkpoint both keep one at the same epoch
     end; the second gets the first's.
     """
-    iterations = int(model.optimizer.iterations) if model.optimizer else 0
+    optimizer = model.optimizer
+    iterations = int(tf.identity(optimizer.iterations).numpy()) if optimizer else 0
     key = (epoch, iterations)
     cached = _EPOCH_SNAPSHOTS.get(model)
     if cached is None or cached[0] != key:

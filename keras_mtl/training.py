@@ -57,6 +57,7 @@ from keras_mtl.multi_worker import (
 from keras_mtl.multi_worker.backup import backup_epoch
 from keras_mtl.run_directory import check_writable_dir, lock_run_dir, run_dir_for
 from keras_mtl.save_policy import save_unsaved, stop_on_sigterm
+from keras_mtl.steps_per_execution import with_steps_per_execution
 
 logger = logging.getLogger(__name__)
 
@@ -235,7 +236,12 @@ def _fit(config, datasets, strategy, callbacks, verbose):
         describe_strategy(strategy),
         datasets.sizes,
     )
-    model = build_model(config, datasets.features, strategy=strategy)
+    steps = int(datasets.train.cardinality())
+    model = build_model(
+        with_steps_per_execution(config, strategy, steps if steps > 0 else None),
+        datasets.features,
+        strategy=strategy,
+    )
     with chief_or_scratch_dir(run_dir, strategy) as write_dir:
         all_callbacks = default_callbacks(
             config, write_dir, resuming, backup_dir=run_dir / "backup"

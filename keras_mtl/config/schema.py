@@ -98,7 +98,9 @@ class TrainConfig:
     replicas: int = 0
     mixed_precision: bool = False
     jit_compile: bool = False
-    steps_per_execution: int = 1
+    # Training steps per compiled call: an integer, or "auto"
+    # (keras_mtl.steps_per_execution).
+    steps_per_execution: int | str = 1
     shuffle: bool = True
     seed: int = 0
     early_stopping_patience: int = 0
