@@ -75,27 +75,16 @@ class Datasets:
     labelled: dict = dataclasses.field(default_factory=dict)
 
 
-# Shuffled batches are gathered this many bytes at a time (see below).
-_GATHER_BYTES = 16 * 2**20
-
-
 def _batches_from_memory(dataset, count, batch_size, drop_remainder, shuffle_seed):
     """Batches gathered from the whole split held in memory as stacked tensors.
 
     Each epoch draws one permutation of the split's indices (a stateless
-    shuffle, seeded from a stream that gives a new seed each epoch) and cuts
-    it into batches of indices. Shuffling and batching `count` dicts of
-    tensors one element at a time instead took a third or more of each step
-    of a small model on 2 CPU cores (benchmarks/bench_pipeline.py). It holds
-    what `Dataset.cache()` would hold, and shuffles the whole split each
-    epoch (no shuffle buffer).
-
-    Training batches are gathered a block of batches at a time (up to
-    `_GATHER_BYTES`, the whole epoch of the adult split) and sliced into
-    batches by `unbatch`: one gather per feature per block instead of one
-    `map` call per batch, whose per-element overhead (about 0.3 ms for the
-    15 adult columns, strings included) held the adult pipeline at 0.87 of
-    batches already in memory.
+    shuffle, seeded from a stream that gives a new seed each epoch), cuts it
+    into batches of indices, and gathers each batch in one op per feature.
+    Shuffling and batching `count` dicts of tensors one element at a time
+    instead took a third or more of each step of a small model on 2 CPU cores
+    (benchmarks/bench_pipeline.py). It holds what `Dataset.cache()` would
+    hold, and shuffles the whole split each epoch (no shuffle buffer).
     """
     tensors = dataset.batch(count).get_single_element()
 
@@ -106,34 +95,21 @@ def _batches_from_memory(dataset, count, batch_size, drop_remainder, shuffle_see
         batches = tf.data.Dataset.range(count).batch(
             batch_size, drop_remainder=drop_remainder
         )
-        return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
-    # Shuffled batches are training batches: they always drop the rest.
-    steps = count // batch_size
-    per_block = max(1, min(steps, _GATHER_BYTES // (_row_bytes(tensors) * batch_size)))
+    else:
+        # Shuffled batches are training batches: they always drop the rest.
+        steps = count // batch_size
 
-    def permutation(seed):
-        order = tf.random.experimental.stateless_shuffle(
-            tf.range(count, dtype=tf.int64), seed=tf.stack([seed, 0])
+        def permutation(seed):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(count, dtype=tf.int64), seed=tf.stack([seed, 0])
+            )
+            return tf.reshape(order[: steps * batch_size], [steps, batch_size])
+
+        seeds = tf.data.Dataset.random(
+            seed=shuffle_seed, rerandomize_each_iteration=True
         )
-        order = order[: steps * batch_size]
-        return tf.data.Dataset.from_tensor_slices(
-            tf.reshape(order, [steps, batch_size])
-        ).batch(per_block)
-
-    seeds = tf.data.Dataset.random(seed=shuffle_seed, rerandomize_each_iteration=True)
-    batches = seeds.take(1).flat_map(permutation)
-    batches = batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    return batches.apply(tf.data.experimental.assert_cardinality(steps))
-
-
-def _row_bytes(tensors):
-    """About how many bytes one example takes (a string counts 64)."""
-    total = 0
-    for tensor in tf.nest.flatten(tensors):
-        values = max(1, int(tf.size(tensor[0])))
-        size = 64 if tensor.dtype == tf.string else tensor.dtype.size
-        total += values * size
-    return max(total, 1)
+        batches = seeds.take(1).map(permutation).unbatch()
+    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def load_datasets(config, replicas=1):
