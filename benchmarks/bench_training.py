@@ -37,8 +37,11 @@ def _runs(config, datasets):
                 else steps_per_execution
             )
             run_config = config.replace([f"train.steps_per_execution={value}"])
+            # Fresh datasets: a reused one shuffles each iteration anew, and
+            # the losses of the three runs are compared.
+            fresh = keras_mtl.load_datasets(run_config)
             _, history, _ = keras_mtl.train(
-                run_config, datasets=datasets, callbacks=[timer], verbose=0
+                run_config, datasets=fresh, callbacks=[timer], verbose=0
             )
             timer.losses = history.history["loss"]
             return timer
