@@ -7,6 +7,11 @@ ModelCheckpoint, TensorBoard, CSVLogger). Steps per second count the training
 steps alone; the time spent at the end of each epoch (checkpoints, logs) is
 reported beside it in milliseconds, since it does not grow with the epoch and
 dominates only very short epochs. Goal: keras-mtl / plain >= 0.98.
+
+A second table times `keras_mtl.train` with `train.steps_per_execution` 1, 8
+and "auto" against the same plain `fit` (one step per call, Keras' default),
+in the same interleaved rounds, and checks that the three give the same
+training losses.
 """
 
 import statistics
@@ -19,12 +24,29 @@ import keras_mtl
 import harness
 import workloads
 
+STEPS_PER_EXECUTION = {"keras-mtl": 1, "keras-mtl spe=8": 8, "keras-mtl auto": "auto"}
+
 
 def _runs(config, datasets):
-    def ours():
-        timer = workloads.EpochTimer()  # after train's own callbacks
-        keras_mtl.train(config, datasets=datasets, callbacks=[timer], verbose=0)
-        return timer
+    def ours(steps_per_execution):
+        def train():
+            timer = workloads.EpochTimer()  # after train's own callbacks
+            value = (
+                f'"{steps_per_execution}"'
+                if steps_per_execution == "auto"
+                else steps_per_execution
+            )
+            run_config = config.replace([f"train.steps_per_execution={value}"])
+            # Fresh datasets: a reused one shuffles each iteration anew, and
+            # the losses of the three runs are compared.
+            fresh = keras_mtl.load_datasets(run_config)
+            _, history, _ = keras_mtl.train(
+                run_config, datasets=fresh, callbacks=[timer], verbose=0
+            )
+            timer.losses = history.history["loss"]
+            return timer
+
+        return train
 
     def plain(with_callbacks):
         def fit():
@@ -49,7 +71,8 @@ def _runs(config, datasets):
 
         return fit
 
-    return {"keras-mtl": ours, "plain": plain(False), "plain + callbacks": plain(True)}
+    runs = {name: ours(value) for name, value in STEPS_PER_EXECUTION.items()}
+    return {**runs, "plain": plain(False), "plain + callbacks": plain(True)}
 
 
 def run(quick=False):
@@ -57,7 +80,7 @@ def run(quick=False):
     configs = workloads.workload_configs(
         epochs=2 if quick else 4, mlp_epochs=None if quick else 12
     )
-    rows, results = [], {}
+    rows, spe_rows, results = [], [], {}
     for label, config in configs.items():
         datasets = keras_mtl.load_datasets(config)
         steps = workloads.steps_per_epoch(datasets.train)
@@ -65,9 +88,11 @@ def run(quick=False):
         samples = {
             name: {"steps_per_second": [], "end_ms": [], "epoch_s": []} for name in runs
         }
+        losses = {}
         for _ in range(repeats):
             for name, fit in runs.items():  # interleaved
                 timer = fit()
+                losses[name] = getattr(timer, "losses", None)
                 samples[name]["steps_per_second"].append(
                     steps / workloads.steady(timer, "train")
                 )
@@ -81,7 +106,9 @@ def run(quick=False):
             "steps_per_epoch": steps,
             "medians": medians,
             "samples": samples,
+            "loss_difference": _loss_difference(losses),
         }
+        spe_rows.append(_steps_per_execution_row(label, medians, losses))
         ours, plain, plain_cb = (
             medians[n] for n in ("keras-mtl", "plain", "plain + callbacks")
         )
@@ -117,8 +144,41 @@ def run(quick=False):
         "ratios (plain time / keras-mtl time) and include validation and the "
         "epoch-end work. Goal: keras-mtl / plain >= 0.98."
     )
+    spe_table = harness.markdown_table(
+        [
+            "workload",
+            "whole epoch / plain: spe 1",
+            "spe 8",
+            "spe auto",
+            "max |loss difference| spe 8, auto vs 1",
+        ],
+        spe_rows,
+    )
     return {
         "title": "Training overhead against plain Keras",
-        "markdown": f"{table}\n\n{note}",
+        "markdown": f"{table}\n\n{note}\n\n{spe_table}\n\nSteps per execution: "
+        "keras_mtl.train with train.steps_per_execution 1, 8 and auto (whole-epoch "
+        "speed over a plain fit with one step per call, same rounds).",
         "results": results,
     }
+
+
+def _loss_difference(losses):
+    reference = losses["keras-mtl"]
+    return max(
+        abs(a - b)
+        for name in STEPS_PER_EXECUTION
+        for a, b in zip(losses[name], reference, strict=True)
+    )
+
+
+def _steps_per_execution_row(label, medians, losses):
+    plain = medians["plain"]["epoch_s"]
+    return [
+        label,
+        *(
+            f"**{plain / medians[name]['epoch_s']:.3f}**"
+            for name in STEPS_PER_EXECUTION
+        ),
+        f"{_loss_difference(losses):.1e}",
+    ]

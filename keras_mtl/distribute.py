@@ -9,7 +9,9 @@
 
 Logical CPUs let the N-replica path run for real on a CPU-only machine. They
 must be configured before TensorFlow starts its runtime: `make_strategy` does
-it when it can and otherwise says what to do.
+it when it can and otherwise says what to do. There `train.jit_compile` is
+refused, and `train.steps_per_execution > 1` runs one step per call with a
+warning (`keras_mtl.steps_per_execution`).
 """
 
 import tensorflow as tf
@@ -57,7 +59,7 @@ def make_strategy(train):
 
     Raises:
         ValueError: The request cannot run here (more GPU replicas than GPUs,
-            an option that fails on logical CPUs in TensorFlow 2.21, or a
+            `jit_compile`, which fails on logical CPUs in TensorFlow 2.21, or a
             missing or wrong `TF_CONFIG` for `multi_worker`).
     """
     if train.strategy == "default":
@@ -79,17 +81,12 @@ def make_strategy(train):
     if train.strategy == "auto" and replicas == 1:
         return tf.distribute.get_strategy()
     if replicas > 1:
-        for key, value in (
-            ("jit_compile", train.jit_compile),
-            ("steps_per_execution", train.steps_per_execution > 1),
-        ):
-            if value:
-                raise ValueError(
-                    f"train.{key}={getattr(train, key)!r} fails under MirroredStrategy "
-                    f"on logical CPU devices (train.replicas={replicas}, no GPU) in "
-                    f"TensorFlow 2.21. Set train.{key}="
-                    f"{'false' if key == 'jit_compile' else 1} or train.replicas=1."
-                )
+        if train.jit_compile:
+            raise ValueError(
+                f"train.jit_compile=true fails under MirroredStrategy on logical "
+                f"CPU devices (train.replicas={replicas}, no GPU) in TensorFlow "
+                "2.21. Set train.jit_compile=false or train.replicas=1."
+            )
         configure_cpu_replicas(replicas)
     # Collective all-reduce keys restart with every new strategy, so a second
     # MirroredStrategy in one process (a notebook, a test run) collides with the

@@ -6,8 +6,8 @@ A run lives in `<train.run_dir>/<name>/`:
 | path | written by | holds |
 |---|---|---|
 | `config.toml` | `train` | the config of the run |
-| `backup/` | `MultiWorkerBackupAndRestore` (Keras' `BackupAndRestore`, chief writes, all restore) | the last finished epoch; a rerun resumes from it |
-| `checkpoints/best.keras` | `keras.callbacks.ModelCheckpoint` | the best model by `train.monitor` |
+| `backup/` | `MultiWorkerBackupAndRestore` (Keras' `BackupAndRestore`, chief writes, all restore) | the last saved epoch; a rerun resumes from it |
+| `checkpoints/best.keras` | `BestModelCheckpoint` (Keras' `ModelCheckpoint`) | the best model by `train.monitor` |
 | `logs/` | `keras.callbacks.TensorBoard` | per-task losses, weights, metrics and gradient diagnostics |
 | `history.csv`, `history.json` | `keras.callbacks.CSVLogger`, `train` | every epoch's logs |
 | `.lock` | `train` (`run_directory.lock_run_dir`) | the pid of the `train` using the directory |
@@ -15,6 +15,11 @@ A run lives in `<train.run_dir>/<name>/`:
 Before the first epoch the run directory must be writable (or creatable), and
 no other process may hold its lock: a second `train` on the same directory is
 refused with the holder's pid; a killed run's lock does not block its resume.
+
+The backup and the best model are written every `train.backup_every_seconds`
+(`keras_mtl.save_policy`), at the end of training, and when training stops on
+an exception or SIGTERM; a rerun after a kill resumes after the last write,
+and `history.csv` keeps the epochs up to it, each once.
 
 Under `MultiWorkerMirroredStrategy` every worker runs the same callbacks, but
 only the chief writes the run directory; the others write into temporary
@@ -32,6 +37,7 @@ from pathlib import Path
 import keras
 
 from keras_mtl import tasks as task_lib
+from keras_mtl.best_checkpoint import BestModelCheckpoint
 from keras_mtl.callbacks import (
     EpochTensorBoard,
     LabelledFractions,
@@ -48,7 +54,10 @@ from keras_mtl.multi_worker import (
     chief_or_scratch_dir,
     is_chief,
 )
+from keras_mtl.multi_worker.backup import backup_epoch
 from keras_mtl.run_directory import check_writable_dir, lock_run_dir, run_dir_for
+from keras_mtl.save_policy import save_unsaved, stop_on_sigterm
+from keras_mtl.steps_per_execution import with_steps_per_execution
 
 logger = logging.getLogger(__name__)
 
@@ -96,16 +105,21 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
     """The callbacks of every run: backup, best checkpoint, logs, NaN guard."""
     monitor = config.train.monitor
     mode = _monitor_mode(monitor)
+    every_seconds = config.train.backup_every_seconds
     # The backup and the checkpoint work once an epoch; their batch hooks
     # would slow every step (see keras_mtl/callbacks.py).
     callbacks = [
-        epoch_only(MultiWorkerBackupAndRestore(str(backup_dir or run_dir / "backup"))),
         epoch_only(
-            keras.callbacks.ModelCheckpoint(
+            MultiWorkerBackupAndRestore(
+                str(backup_dir or run_dir / "backup"), every_seconds=every_seconds
+            )
+        ),
+        epoch_only(
+            BestModelCheckpoint(
                 str(run_dir / "checkpoints" / "best.keras"),
                 monitor=monitor,
                 mode=mode,
-                save_best_only=True,
+                every_seconds=every_seconds,
             )
         ),
         EpochTensorBoard(str(run_dir / "logs")),
@@ -131,6 +145,17 @@ def _write_history_json(run_dir):
         key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})
     }
     (run_dir / "history.json").write_text(json.dumps(history, indent=1))
+
+
+def _keep_history_until(path, epochs):
+    """Drops the rows of `history.csv` from epoch `epochs` on: a run killed
+    after its last backup logged epochs that its resume trains again."""
+    if not path.exists():
+        return
+    lines = path.read_text().splitlines(keepends=True)
+    kept = lines[:1] + [line for line in lines[1:] if int(line.split(",")[0]) < epochs]
+    if kept != lines:
+        _write_text_atomically(path, "".join(kept))
 
 
 def _write_text_atomically(path, text):
@@ -211,7 +236,12 @@ def _fit(config, datasets, strategy, callbacks, verbose):
         describe_strategy(strategy),
         datasets.sizes,
     )
-    model = build_model(config, datasets.features, strategy=strategy)
+    steps = int(datasets.train.cardinality())
+    model = build_model(
+        with_steps_per_execution(config, strategy, steps if steps > 0 else None),
+        datasets.features,
+        strategy=strategy,
+    )
     with chief_or_scratch_dir(run_dir, strategy) as write_dir:
         all_callbacks = default_callbacks(
             config, write_dir, resuming, backup_dir=run_dir / "backup"
@@ -221,14 +251,23 @@ def _fit(config, datasets, strategy, callbacks, verbose):
         fractions = LabelledFractions(datasets.labelled, datasets.sizes)
         if fractions.incomplete:
             all_callbacks.insert(0, fractions)
-        history = model.fit(
-            datasets.train,
-            validation_data=datasets.validation,
-            epochs=config.train.epochs,
-            callbacks=all_callbacks,
-            verbose=verbose,
-            shuffle=False,  # The pipeline shuffles.
-        )
+        if resuming:
+            _keep_history_until(
+                write_dir / "history.csv", backup_epoch(run_dir / "backup")
+            )
+        with stop_on_sigterm():
+            try:
+                history = model.fit(
+                    datasets.train,
+                    validation_data=datasets.validation,
+                    epochs=config.train.epochs,
+                    callbacks=all_callbacks,
+                    verbose=verbose,
+                    shuffle=False,  # The pipeline shuffles.
+                )
+            except BaseException:  # Ctrl-C, SIGTERM, a failing callback.
+                save_unsaved(all_callbacks, logger)
+                raise
         _write_history_json(write_dir)
     _raise_if_diverged(all_callbacks, history, run_dir)
     return TrainResult(model, history, run_dir)

@@ -344,6 +344,31 @@ def test_backup_and_restore_calls_save_model_with_the_finished_epochs(tmp_path):
     )
 
 
+def test_model_checkpoint_asks_should_save_model_at_every_epoch_end(tmp_path):
+    improved = []
+
+    class Recorder(keras_callbacks.CheckpointSaveHook, keras.callbacks.ModelCheckpoint):
+        def save_best(self, epoch):
+            improved.append(epoch)
+
+    model = _compile(_tiny_model())
+    x, y = _data()
+    checkpoint = Recorder(
+        str(tmp_path / "m.keras"), monitor="loss", save_best_only=True
+    )
+    model.fit(x, y, epochs=3, verbose=0, callbacks=[checkpoint])
+    canary(
+        improved and improved[0] == 0 and checkpoint.best is not None,
+        "ModelCheckpoint._save_model / _should_save_model",
+        f"a call after the first epoch and a best value, got {improved}",
+    )
+    data = keras_callbacks.save_model_to_bytes(model)
+    (tmp_path / "m.keras").write_bytes(data)
+    loaded = keras.saving.load_model(str(tmp_path / "m.keras"))
+    for got, expected in zip(loaded.get_weights(), model.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+
+
 # TensorFlow ---------------------------------------------------------------
 
 

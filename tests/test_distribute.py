@@ -26,19 +26,10 @@ def test_auto_on_cpu_is_the_default_strategy_and_mirrored_splits_the_cpu(tiny_co
     )
 
 
-@pytest.mark.parametrize(
-    "override, key",
-    [
-        ("train.jit_compile=true", "train.jit_compile"),
-        ("train.steps_per_execution=4", "train.steps_per_execution"),
-    ],
-)
-def test_options_that_fail_on_logical_cpus_are_rejected_clearly(
-    tiny_config, override, key
-):
-    config = tiny_config.replace(["train.replicas=2", override])
+def test_jit_compile_on_logical_cpus_is_rejected_clearly(tiny_config):
+    config = tiny_config.replace(["train.replicas=2", "train.jit_compile=true"])
     with pytest.raises(
-        ValueError, match=f"{key}=.* fails under MirroredStrategy on logical CPU"
+        ValueError, match="train.jit_compile=.* fails under MirroredStrategy on logical"
     ):
         keras_mtl.make_strategy(config.train)
 

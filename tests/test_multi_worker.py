@@ -290,6 +290,7 @@ def test_a_killed_worker_restarts_the_cluster_from_the_last_epoch(
 ):
     overrides = tiny_overrides(tmp_path, shapes_data_dir)
     overrides += ["train.epochs=3", "train.batch_size=16"]  # 28 steps an epoch
+    overrides += ["train.backup_every_seconds=0"]  # a backup after every epoch
     log = tmp_path / "launcher.log"
     command = [KERAS_MTL, "train", "--workers", "2", "--max-restarts", "1"]
     with open(log, "w") as stderr:

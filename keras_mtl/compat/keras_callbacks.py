@@ -10,6 +10,9 @@ save hook and `keras.src.utils.file_utils`.
   Keras calls with `_current_epoch` set to the finished epochs) and reads and
   writes its files with `keras.src.utils.file_utils`, which handles local
   and `gs://` paths alike.
+- `BestModelCheckpoint` replaces `ModelCheckpoint._save_model`, asks its
+  `_should_save_model` whether the monitored value improved, and saves into
+  memory with `keras.src.saving.saving_lib.save_model` (file objects).
 
 The private modules are imported on first use, so `import keras_mtl` works on
 any Keras; each name has a canary test in `tests/test_compat.py`.
@@ -19,6 +22,7 @@ from keras_mtl.compat.internals import attribute, import_module
 
 TENSORBOARD = "EpochTensorBoard"
 BACKUP = "MultiWorkerBackupAndRestore"
+CHECKPOINT = "BestModelCheckpoint"
 
 
 class _PrivateModule:
@@ -72,3 +76,35 @@ class BackupSaveHook:
     def save_backup(self, epoch):
         """Writes the backup after `epoch` finished epochs."""
         raise NotImplementedError
+
+
+class CheckpointSaveHook:
+    """Routes `keras.callbacks.ModelCheckpoint`'s private save step to a
+    public `save_best(epoch)`: a mixin placed before `ModelCheckpoint`.
+
+    Keras calls `_save_model(epoch, batch, logs)` at every epoch end; its
+    `_should_save_model` says whether the monitored value improved (and
+    records the new best).
+    """
+
+    def _save_model(self, epoch, batch, logs):
+        should_save = attribute(self, "_should_save_model", CHECKPOINT)
+        if should_save(epoch, batch, logs, self.filepath):
+            self.save_best(epoch)
+
+    def save_best(self, epoch):
+        """Called after the epoch `epoch` (0-based) improved on the best."""
+        raise NotImplementedError
+
+
+def save_model_to_bytes(model):
+    """The `.keras` archive of `model`, as bytes (Keras saves to file objects
+    through `keras.src.saving.saving_lib.save_model`)."""
+    import io
+
+    saving_lib = import_module("keras.src.saving.saving_lib", CHECKPOINT)
+    buffer = io.BytesIO()
+    attribute(saving_lib, "save_model", CHECKPOINT, owner=saving_lib.__name__)(
+        model, buffer
+    )
+    return buffer.getvalue()

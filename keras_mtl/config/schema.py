@@ -107,12 +107,17 @@ class TrainConfig:
     replicas: int = 0
     mixed_precision: bool = False
     jit_compile: bool = False
-    steps_per_execution: int = 1
+    # Training steps per compiled call: an integer, or "auto"
+    # (keras_mtl.steps_per_execution).
+    steps_per_execution: int | str = 1
     shuffle: bool = True
     seed: int = 0
     early_stopping_patience: int = 0
     monitor: str = "val_loss"
     run_dir: str = "runs"
+    # Write the backup and the best model at most this often (and at the end,
+    # and when stopped); 0: after every epoch.
+    backup_every_seconds: float = 60.0
 
 
 class WeightingConfig:

@@ -183,9 +183,10 @@ def _validate_export(export, source):
 def _validate_train(train, source):
     _at_least(source, "train.epochs", train.epochs, 1)
     _at_least(source, "train.batch_size", train.batch_size, 1)
-    _at_least(source, "train.steps_per_execution", train.steps_per_execution, 1)
+    _validate_steps_per_execution(train.steps_per_execution, source)
     _at_least(source, "train.replicas", train.replicas, 0)
     _at_least(source, "train.early_stopping_patience", train.early_stopping_patience, 0)
+    _at_least(source, "train.backup_every_seconds", train.backup_every_seconds, 0.0)
     if not train.learning_rate > 0 or not math.isfinite(train.learning_rate):
         _fail(source, "train.learning_rate", "a number > 0", train.learning_rate)
     _one_of(source, "train.strategy", train.strategy, STRATEGIES)
@@ -206,6 +207,13 @@ def _validate_train(train, source):
             "replica gets an equal share of each batch",
             train.batch_size,
         )
+
+
+def _validate_steps_per_execution(value, source):
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        _fail(source, "train.steps_per_execution", "an integer >= 1 or 'auto'", value)
 
 
 def _flatten_choices(tree, prefix=""):

@@ -12,10 +12,16 @@ A backup is written so that a kill at any moment leaves either the previous
 or the new one: the weights go to a file named after the epoch, then a small
 JSON file that names it replaces the old one in one rename. On one machine the
 callback is the chief and behaves as Keras' own.
+
+With `every_seconds` (`train.backup_every_seconds`) the chief writes when that
+long has passed since its last write, and keeps the other epochs' weights in
+memory (`keras_mtl.save_policy`): `save_unsaved` writes the last of them after
+an interruption, and `on_train_end` when the backup is kept.
 """
 
 import json
 import logging
+import math
 import os
 
 from keras.callbacks import BackupAndRestore
@@ -23,6 +29,7 @@ from keras.callbacks import BackupAndRestore
 from keras_mtl.compat.keras_callbacks import BackupSaveHook, file_utils
 from keras_mtl.compat.keras_trainer import set_initial_epoch
 from keras_mtl.multi_worker.cluster import is_chief
+from keras_mtl.save_policy import SaveClock, epoch_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -35,6 +42,8 @@ class MultiWorkerBackupAndRestore(BackupSaveHook, BackupAndRestore):
     Args:
         backup_dir: A directory every worker can read and the chief can write.
         delete_checkpoint: Remove the backup when training finishes.
+        every_seconds: Write at most this often; 0 writes after every epoch.
+        clock: Seconds since some moment (`keras_mtl.save_policy.SaveClock`).
 
     Example:
 
@@ -44,9 +53,14 @@ class MultiWorkerBackupAndRestore(BackupSaveHook, BackupAndRestore):
     ```
     """
 
-    def __init__(self, backup_dir, delete_checkpoint=True):
+    def __init__(
+        self, backup_dir, delete_checkpoint=True, every_seconds=0.0, clock=None
+    ):
         super().__init__(backup_dir, delete_checkpoint=delete_checkpoint)
         self.restored_epoch = 0
+        self.every_seconds = every_seconds
+        self._clock = clock
+        self._unsaved = None
 
     def _chief(self):
         return is_chief(self.model.distribute_strategy)
@@ -62,6 +76,8 @@ class MultiWorkerBackupAndRestore(BackupSaveHook, BackupAndRestore):
 
     def on_train_begin(self, logs=None):
         self.restored_epoch = 0
+        self.save_clock = SaveClock(self.every_seconds, self._clock)
+        self._unsaved = None
         state = self._read_state()
         if state is None or "weights" not in state:
             return
@@ -92,9 +108,40 @@ class MultiWorkerBackupAndRestore(BackupSaveHook, BackupAndRestore):
             if file_utils.exists(old):
                 file_utils.remove(old)
 
+    def on_epoch_end(self, epoch, logs=None):
+        if not self._chief() or not _finite_losses(logs):
+            return  # A NaN stop keeps the last finite epoch.
+        if self.save_clock.due():
+            self.save_backup(epoch + 1)
+            self.save_clock.saved()
+            self._unsaved = None
+        else:
+            self._unsaved = (epoch + 1, epoch_snapshot(self.model, epoch + 1))
+
+    def save_unsaved(self):
+        """Writes the last finished epoch kept in memory, if not written yet."""
+        unsaved, self._unsaved = self._unsaved, None
+        if unsaved is not None and self._chief():
+            epoch, snapshot = unsaved
+            with snapshot.applied():
+                self.save_backup(epoch)
+
     def on_train_end(self, logs=None):
-        if self._chief():
+        if not self._chief():
+            return
+        if self.delete_checkpoint:
+            self._unsaved = None
             super().on_train_end(logs)
+        else:
+            self.save_unsaved()
+
+
+def _finite_losses(logs):
+    return all(
+        math.isfinite(float(value))
+        for name, value in (logs or {}).items()
+        if name.endswith("loss")
+    )
 
 
 def _replace(source, target):

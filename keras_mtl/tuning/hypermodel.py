@@ -15,9 +15,11 @@ change the data, the tasks, the batching or the run's place are refused.
 
 import keras
 import keras_tuner as kt
+import tensorflow as tf
 
 from keras_mtl.config import config_from_dict
 from keras_mtl.models import build_model
+from keras_mtl.steps_per_execution import with_steps_per_execution
 from keras_mtl.tuning.objectives import TaskObjectives
 
 # Keys `tuning.choices` may not set: the data and batches are built once per
@@ -161,6 +163,8 @@ class MultiTaskHyperModel(kt.HyperModel):
         config = apply_values(self.config, self.declare(hp))
         # Trials differ by their hyperparameters, not their initialisation.
         keras.utils.set_random_seed(config.train.seed)
+        # Inside the tuner's strategy scope: "auto" and the logical-CPU fallback.
+        config = with_steps_per_execution(config, tf.distribute.get_strategy())
         return build_model(config, self.features)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
