@@ -15,9 +15,10 @@ import tensorflow as tf
 
 from keras_mtl import tasks as task_lib
 from keras_mtl.data.features import normalized_targets
+from keras_mtl.models.aitm import AITMHead
 from keras_mtl.models.heads import TaskHead
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
-from keras_mtl.models.links import link_heads, make_aitm_head
+from keras_mtl.models.links import link_heads
 from keras_mtl.models.mmoe import MMoETrunk
 from keras_mtl.models.multi_task_model import MultiTaskModel
 from keras_mtl.models.ple import PLETrunk
@@ -58,10 +59,11 @@ def make_trunk(config, tasks=2):
     return TRUNKS[model.trunk](model.width, model.depth, model.dropout, **common)
 
 
-def make_head(config, task, name, stop_gradient=False):
-    """A `TaskHead` of `config.model`'s size whose output fits `task`."""
+def make_head(config, task, name, stop_gradient=False, head_class=TaskHead, **extra):
+    """A `TaskHead` (or `head_class`, given `extra` arguments) of
+    `config.model`'s size whose output fits `task`."""
     model = config.model
-    return TaskHead(
+    return head_class(
         units=model.head_units,
         output_units=task_lib.output_units(task),
         output_activation=task_lib.output_activation(task),
@@ -70,6 +72,7 @@ def make_head(config, task, name, stop_gradient=False):
         stop_gradient=stop_gradient,
         dtype=layer_dtype(config),
         name=name,
+        **extra,
     )
 
 
@@ -189,11 +192,15 @@ def build_model(config, features=None, *, strategy=None, compile=True):
         inputs, x = make_inputs(features)
         head1 = make_head(config, task1, "head1")
         if config.model.head2_input == "aitm":
-            head2 = make_aitm_head(config, task2, layer_dtype(config))
+            link = {
+                "head_class": AITMHead,
+                "calibration": config.model.aitm_calibration,
+            }
         else:
-            head2 = make_head(
-                config, task2, "head2", stop_gradient=config.model.stop_gradient
-            )
+            link = {}
+        head2 = make_head(
+            config, task2, "head2", stop_gradient=config.model.stop_gradient, **link
+        )
         prediction1, prediction2 = link_heads(
             config, make_trunk(config)(x), head1, head2
         )

@@ -13,8 +13,6 @@ both tasks share. In every case Loss 1 reads Head 1's prediction alone, so
 its gradient never reaches Head 2.
 """
 
-from keras_mtl import tasks as task_lib
-from keras_mtl.models.aitm import AITMHead
 from keras_mtl.models.esmm import link_esmm
 
 
@@ -23,22 +21,6 @@ def task_representations(trunk_output):
     if isinstance(trunk_output, list | tuple):
         return tuple(trunk_output)
     return trunk_output, trunk_output
-
-
-def make_aitm_head(config, task, layer_dtype):
-    """Head 2 of an AITM link, of `config.model`'s size."""
-    model = config.model
-    return AITMHead(
-        units=model.head_units,
-        output_units=task_lib.output_units(task),
-        output_activation=task_lib.output_activation(task),
-        depth=model.head_depth,
-        dropout=model.dropout,
-        calibration=model.aitm_calibration,
-        stop_gradient=model.stop_gradient,
-        dtype=layer_dtype,
-        name="head2",
-    )
 
 
 def link_heads(config, trunk_output, head1, head2):
