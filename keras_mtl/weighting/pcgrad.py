@@ -17,20 +17,11 @@ instead of one, an all-reduce of both tasks' shared gradients, and the
 projection (a few vector operations on the shared parameters).
 """
 
-import math
-
-import keras
 import tensorflow as tf
 from keras import ops
 
-from keras_mtl.weighting.base import (
-    Weighting,
-    additional_losses,
-    compiled_loss_weights,
-    global_sum,
-    scale_for_replicas,
-    track_total_loss,
-)
+from keras_mtl.weighting.base import compiled_loss_weights
+from keras_mtl.weighting.shared_gradients import SharedGradientWeighting
 
 
 def project_conflicting(g1, g2):
@@ -48,28 +39,9 @@ def project_conflicting(g1, g2):
     return g1_projected, g2_projected
 
 
-def shared_variable_indices(model):
-    """Positions in `model.trainable_variables` of the Trunk's and Head 1's."""
-    shared = {
-        id(v)
-        for name in ("trunk", "head1")
-        for v in model.get_layer(name).trainable_variables
-    }
-    return [i for i, v in enumerate(model.trainable_variables) if id(v) in shared]
-
-
-def _flatten(tensors):
-    return ops.concatenate([ops.reshape(t, [-1]) for t in tensors], axis=0)
-
-
-def _unflatten(flat, like):
-    shapes = [tuple(t.shape) for t in like]
-    pieces = tf.split(flat, [math.prod(shape) for shape in shapes])
-    return [ops.reshape(p, s) for p, s in zip(pieces, shapes, strict=True)]
-
-
-class PCGradWeighting(Weighting):
-    """PCGrad on the Trunk and Head 1 (see the module docstring).
+class PCGradWeighting(SharedGradientWeighting):
+    """PCGrad on the Trunk and Head 1 (see the module docstring); the
+    training step is `SharedGradientWeighting`'s.
 
     Args:
         task_names: The tasks in head order.
@@ -86,44 +58,6 @@ class PCGradWeighting(Weighting):
     def loss_weights(self, model, losses=None, training=True):
         return compiled_loss_weights(model, self.task_names)
 
-    def train_step(self, model, data):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        optimizer = model.optimizer
-        with tf.GradientTape(persistent=True) as tape:
-            y_pred = model(x, training=True)
-            losses = self.stacked_losses(model, y, y_pred, sample_weight)
-            weights = self.loss_weights(model)
-            total = self.total_loss(model, losses, weights)
-            track_total_loss(model, total, x)
-            task_targets = [
-                optimizer.scale_loss(weights[i] * losses[i]) for i in (0, 1)
-            ]
-            extra = additional_losses(model)
-            if extra is not None:
-                extra = optimizer.scale_loss(extra)
-        variables = model.trainable_variables
-        # The tf.Variables: TensorFlow makes the zeros of unconnected ones itself.
-        sources = [v.value for v in variables]
-        shared_indices = shared_variable_indices(model)
-        shared = [sources[i] for i in shared_indices]
-        zero = tf.UnconnectedGradients.ZERO
-        g1 = tape.gradient(task_targets[0], shared, unconnected_gradients=zero)
-        g2_all = tape.gradient(task_targets[1], sources, unconnected_gradients=zero)
-        extra_gradients = (
-            tape.gradient(extra, sources, unconnected_gradients=zero)
-            if extra is not None
-            else None
-        )
-        del tape
-        g2 = [g2_all[i] for i in shared_indices]
-        p1, p2 = project_conflicting(global_sum(_flatten(g1)), global_sum(_flatten(g2)))
-        # Global values, the same on every replica: the optimizer sums them.
-        combined = _unflatten(scale_for_replicas(p1 + p2), shared)
-        gradients = list(g2_all)
-        for i, gradient in zip(shared_indices, combined, strict=True):
-            gradients[i] = gradient
-        if extra_gradients is not None:
-            gradients = [g + e for g, e in zip(gradients, extra_gradients, strict=True)]
-        optimizer.apply_gradients(zip(gradients, variables, strict=True))
-        logs = model.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
-        return {**logs, **self.weight_logs(weights)}
+    def combine(self, model, gradients, global_losses):
+        p1, p2 = project_conflicting(*gradients)
+        return p1 + p2, self.loss_weights(model)

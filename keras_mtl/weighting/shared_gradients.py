@@ -1,5 +1,5 @@
 """The training step of the methods that combine the tasks' gradients on the
-shared blocks (`db_mtl`, `imtl`, `aligned_mtl`, and through
+shared blocks (`pcgrad`, `db_mtl`, `imtl`, `aligned_mtl`, and through
 `keras_mtl.weighting.gradient_combination` `fairgrad`, `nash_mtl`, `cagrad`).
 
 The shared parameters are the Trunk and Head 1: both losses reach them, Loss 2
@@ -18,6 +18,8 @@ instead of one, and an all-reduce of both tasks' shared gradients, as for
 `pcgrad`.
 """
 
+import math
+
 import keras
 import tensorflow as tf
 from keras import ops
@@ -29,11 +31,26 @@ from keras_mtl.weighting.base import (
     scale_for_replicas,
     track_total_loss,
 )
-from keras_mtl.weighting.pcgrad import (
-    _flatten,
-    _unflatten,
-    shared_variable_indices,
-)
+
+
+def shared_variable_indices(model):
+    """Positions in `model.trainable_variables` of the Trunk's and Head 1's."""
+    shared = {
+        id(v)
+        for name in ("trunk", "head1")
+        for v in model.get_layer(name).trainable_variables
+    }
+    return [i for i, v in enumerate(model.trainable_variables) if id(v) in shared]
+
+
+def _flatten(tensors):
+    return ops.concatenate([ops.reshape(t, [-1]) for t in tensors], axis=0)
+
+
+def _unflatten(flat, like):
+    shapes = [tuple(t.shape) for t in like]
+    pieces = tf.split(flat, [math.prod(shape) for shape in shapes])
+    return [ops.reshape(p, s) for p, s in zip(pieces, shapes, strict=True)]
 
 
 def shared_parameter_count(model):
