@@ -151,10 +151,10 @@ class LoadedModel:
         tensors = {}
         for name, spec in self.input_specs.items():
             value = np.asarray(inputs[name])
+            if spec.dtype == tf.string and not _holds_bytes(value):
+                value = value.astype(str)  # numbers in a string column
             try:
-                tensors[name] = tf.convert_to_tensor(
-                    value.astype(str) if spec.dtype == tf.string else value, spec.dtype
-                )
+                tensors[name] = tf.convert_to_tensor(value, spec.dtype)
             except (TypeError, ValueError) as error:
                 raise ValueError(
                     f"Input {name!r}: expected {spec.dtype.name} values, received "
@@ -197,6 +197,14 @@ class LoadedModel:
         else:
             outputs = flat(tensors)
         return {name: value.numpy() for name, value in outputs.items()}
+
+
+def _holds_bytes(value):
+    """Whether an array holds `bytes` (encoded images, say), which `astype(str)`
+    would turn into their repr."""
+    if value.dtype.kind == "S":
+        return True
+    return value.dtype == object and any(isinstance(v, bytes) for v in value.flat)
 
 
 def _checked_flat_call(function, tensors, expected):
