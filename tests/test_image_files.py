@@ -7,6 +7,7 @@ import logging
 import re
 
 import grpc
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -132,6 +133,9 @@ def test_augmentation_layers_transform_in_training_only(image_csv, tmp_path):
     first = model.predict({"image": images}, verbose=0)
     again = model.predict({"image": images}, verbose=0)
     np.testing.assert_array_equal(again["fine"], first["fine"])
+    model.save(tmp_path / "augmented.keras")
+    loaded = keras.saving.load_model(tmp_path / "augmented.keras", compile=False)
+    assert len(loaded.get_layer("augment").layers) == 3
 
 
 def test_a_missing_or_unreadable_image_stops_with_one_line_naming_it(
@@ -167,10 +171,14 @@ def test_a_missing_or_unreadable_image_stops_with_one_line_naming_it(
 
 @pytest.fixture(scope="module")
 def bytes_export(image_csv, tmp_path_factory):
-    """`keras-mtl train` on the image files, exported with image_input=bytes."""
+    """`keras-mtl train` on the image files (augmentation layers included),
+    exported with image_input=bytes."""
     workdir = tmp_path_factory.mktemp("bytes_export")
     overrides = _overrides(
-        image_csv, workdir, "export.image_input=bytes", "data.augment=['flip']"
+        image_csv,
+        workdir,
+        "export.image_input=bytes",
+        "data.augment=['flip', 'crop']",
     )
     sets = [arg for override in overrides for arg in ("--set", override)]
     assert cli.main(["train", "--preset", "shapes", *sets, "--verbose", "0"]) == 0
