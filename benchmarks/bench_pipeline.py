@@ -66,9 +66,10 @@ def _source(config):
     return {"csv": "CSV", "images": "PNG files"}.get(config.data.source, "TFDS")
 
 
-def run(quick=False, only=None):
-    """Measures every workload, or those whose label contains `only`."""
-    repeats = 1 if quick else 3
+def run(quick=False, only=None, repeats=None):
+    """Measures every workload, or those whose label contains `only`, with
+    `repeats` interleaved pairs of runs (default 3; 1 when `quick`)."""
+    repeats = repeats or (1 if quick else 3)
     epochs = 2 if quick else 4
     configs = workloads.workload_configs(
         epochs=epochs, mlp_epochs=None if quick else 12

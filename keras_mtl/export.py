@@ -29,7 +29,6 @@ import tensorflow as tf
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
 from keras_mtl.export_image_bytes import (
-    IMAGE_BYTES_INPUT,
     encode_png,
     find_image_input,
     write_image_bytes_export,
@@ -37,7 +36,12 @@ from keras_mtl.export_image_bytes import (
 from keras_mtl.export_warmup import warmup_rows, write_warmup_requests
 from keras_mtl.models.esmm import serving_model
 from keras_mtl.run_directory import check_writable_dir, pid_alive
-from keras_mtl.saved_model import SIGNATURE, list_versions, metadata_path
+from keras_mtl.saved_model import (
+    IMAGE_BYTES_INPUT,
+    SIGNATURE,
+    list_versions,
+    metadata_path,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtl.data.image_files import decode_image
-
-IMAGE_BYTES_INPUT = "image_bytes"
-FLOAT_SIGNATURE = "serve"
+from keras_mtl.saved_model import FLOAT_SIGNATURE, IMAGE_BYTES_INPUT
 
 
 def find_image_input(model):

@@ -17,6 +17,10 @@ METADATA_FILE = "keras_mtl.json"
 # TF Serving's warm-up requests: a TFRecord of PredictionLog protos.
 WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURE = "serving_default"
+# `export.image_input = "bytes"`: serving_default's one input, and the
+# signature that keeps taking the model's own (float) inputs.
+IMAGE_BYTES_INPUT = "image_bytes"
+FLOAT_SIGNATURE = "serve"
 SERVE_TAG = "serve"
 
 
@@ -138,6 +142,20 @@ class LoadedModel:
         self.metadata = read_metadata(self.path)
         # Signature key -> the flat call `run` uses (False: the plain call).
         self._flat_calls = {}
+
+    @property
+    def takes_image_bytes(self):
+        """Whether `serving_default` takes encoded images (`image_bytes`)."""
+        return list(self.input_specs) == [IMAGE_BYTES_INPUT] and (
+            FLOAT_SIGNATURE in self.signatures
+        )
+
+    @property
+    def feature_signature(self):
+        """The signature that takes the model's inputs as the data pipeline
+        gives them: `serving_default`, or `serve` when `serving_default` takes
+        image bytes."""
+        return self.signatures[FLOAT_SIGNATURE if self.takes_image_bytes else SIGNATURE]
 
     def to_tensors(self, inputs):
         """Converts a dict of array-likes to the signature's dtypes, checking names."""

@@ -20,8 +20,12 @@ from tensorflow_serving.apis import (
 import keras_mtl
 from keras_mtl import cli
 from keras_mtl.data.shapes.files import write_image_files
-from keras_mtl.export_image_bytes import FLOAT_SIGNATURE, IMAGE_BYTES_INPUT
-from keras_mtl.saved_model import WARMUP_FILE, LoadedModel
+from keras_mtl.saved_model import (
+    FLOAT_SIGNATURE,
+    IMAGE_BYTES_INPUT,
+    WARMUP_FILE,
+    LoadedModel,
+)
 from keras_mtl.serving import Client, ModelServer, ServedModelConfig, ServingError
 from keras_mtl.serving.status import Code
 
@@ -206,6 +210,9 @@ def test_the_bytes_signature_equals_the_float_one_on_decoded_images(
     assert sorted(from_bytes) == ["coarse", "fine"]
     for name, value in from_pixels.items():
         np.testing.assert_allclose(from_bytes[name], value, atol=1e-6)
+    assert model.takes_image_bytes
+    metrics = keras_mtl.evaluate_saved_model(bytes_export)  # on the float signature
+    assert sorted(metrics) == ["coarse", "fine"]
     records = tf.data.TFRecordDataset(str(bytes_export / "assets.extra" / WARMUP_FILE))
     logs = [prediction_log_pb2.PredictionLog.FromString(r.numpy()) for r in records]
     assert len(logs) == 4
