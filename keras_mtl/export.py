@@ -28,10 +28,20 @@ import tensorflow as tf
 
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
+from keras_mtl.export_image_bytes import (
+    encode_png,
+    find_image_input,
+    write_image_bytes_export,
+)
 from keras_mtl.export_warmup import warmup_rows, write_warmup_requests
 from keras_mtl.models.esmm import serving_model
 from keras_mtl.run_directory import check_writable_dir, pid_alive
-from keras_mtl.saved_model import SIGNATURE, list_versions, metadata_path
+from keras_mtl.saved_model import (
+    IMAGE_BYTES_INPUT,
+    SIGNATURE,
+    list_versions,
+    metadata_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +114,12 @@ def _without_tensorflow_info_logs():
         logger.setLevel(level)
 
 
-def _verify(version_dir, model, inputs, atol):
+def _verify(version_dir, model, inputs, atol, signature_inputs=None):
+    """Compares `serving_default` on `signature_inputs` (default: `inputs`)
+    with the in-memory model on `inputs`."""
     loaded = tf.saved_model.load(str(version_dir))
     signature = loaded.signatures[SIGNATURE]
-    reloaded = signature(**inputs)
+    reloaded = signature(**(inputs if signature_inputs is None else signature_inputs))
     expected = model(inputs, training=False)
     if sorted(reloaded) != sorted(expected):
         raise RuntimeError(
@@ -147,7 +159,15 @@ def _make_temporary(model_dir, base_dir):
 
 
 def export_saved_model(
-    model, base_dir, name, *, metadata=None, inputs=None, atol=1e-5, warmup=None
+    model,
+    base_dir,
+    name,
+    *,
+    metadata=None,
+    inputs=None,
+    atol=1e-5,
+    warmup=None,
+    image_input="float",
 ):
     """Writes `model` to `base_dir/name/<next version>/` as a SavedModel.
 
@@ -168,7 +188,11 @@ def export_saved_model(
             outputs.
         warmup: Name -> array of rows written as TF Serving warm-up records
             (`assets.extra/tf_serving_warmup_requests`, one request per
-            row; see `keras_mtl.export_warmup`), or None for none.
+            row; see `keras_mtl.export_warmup`), or None for none. With
+            `image_input="bytes"`, float pixels here are written as PNG bytes.
+        image_input: "float" (`serving_default` takes the model's inputs) or
+            "bytes": it takes encoded JPEG/PNG strings, `image_bytes`, and the
+            float signature is `serve` (`keras_mtl.export_image_bytes`).
 
     Returns:
         The `Path` of the new version directory.
@@ -184,11 +208,27 @@ def export_saved_model(
     ```
     """
     model = serving_model(model)
+    if image_input not in ("float", "bytes"):
+        raise ValueError(
+            f"export.image_input must be 'float' or 'bytes'. Received: {image_input!r}"
+        )
+    inputs = inputs if inputs is not None else sample_inputs(model)
+    signature_inputs = None
+    if image_input == "bytes":
+        image_name, _ = find_image_input(model)
+        # The check compares decoded 8-bit images, which is what bytes carry.
+        signature_inputs = {IMAGE_BYTES_INPUT: encode_png(inputs[image_name])}
+        inputs = {image_name: np.clip(np.rint(np.asarray(inputs[image_name])), 0, 255)}
+        if warmup is not None and image_name in warmup:
+            warmup = {IMAGE_BYTES_INPUT: encode_png(warmup[image_name])}
     model_dir = Path(base_dir) / name
     temporary = _make_temporary(model_dir, base_dir)
     try:
         with _without_tensorflow_info_logs():
-            model.export(str(temporary), format="tf_saved_model", verbose=False)
+            if image_input == "bytes":
+                write_image_bytes_export(model, temporary)
+            else:
+                model.export(str(temporary), format="tf_saved_model", verbose=False)
         record = {
             **(metadata or {}),
             "library_versions": library_versions(),
@@ -199,12 +239,7 @@ def export_saved_model(
         metadata_path(temporary).parent.mkdir(exist_ok=True)
         metadata_path(temporary).write_text(json.dumps(record, indent=1, default=str))
         write_warmup_requests(temporary, warmup)
-        _verify(
-            temporary,
-            model,
-            inputs if inputs is not None else sample_inputs(model),
-            atol,
-        )
+        _verify(temporary, model, inputs, atol, signature_inputs)
         version_dir = _rename_into_place(temporary, model_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -253,4 +288,5 @@ def export_run(model, config, datasets, metrics=None):
         metadata=metadata,
         inputs=inputs,
         warmup=warmup_rows(inputs, config.export.warmup_examples),
+        image_input=config.export.image_input,
     )

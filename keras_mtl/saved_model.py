@@ -17,6 +17,10 @@ METADATA_FILE = "keras_mtl.json"
 # TF Serving's warm-up requests: a TFRecord of PredictionLog protos.
 WARMUP_FILE = "tf_serving_warmup_requests"
 SIGNATURE = "serving_default"
+# `export.image_input = "bytes"`: serving_default's one input, and the
+# signature that keeps taking the model's own (float) inputs.
+IMAGE_BYTES_INPUT = "image_bytes"
+FLOAT_SIGNATURE = "serve"
 SERVE_TAG = "serve"
 
 
@@ -139,6 +143,20 @@ class LoadedModel:
         # Signature key -> the flat call `run` uses (False: the plain call).
         self._flat_calls = {}
 
+    @property
+    def takes_image_bytes(self):
+        """Whether `serving_default` takes encoded images (`image_bytes`)."""
+        return list(self.input_specs) == [IMAGE_BYTES_INPUT] and (
+            FLOAT_SIGNATURE in self.signatures
+        )
+
+    @property
+    def feature_signature(self):
+        """The signature that takes the model's inputs as the data pipeline
+        gives them: `serving_default`, or `serve` when `serving_default` takes
+        image bytes."""
+        return self.signatures[FLOAT_SIGNATURE if self.takes_image_bytes else SIGNATURE]
+
     def to_tensors(self, inputs):
         """Converts a dict of array-likes to the signature's dtypes, checking names."""
         missing = sorted(set(self.input_specs) - set(inputs))
@@ -151,10 +169,10 @@ class LoadedModel:
         tensors = {}
         for name, spec in self.input_specs.items():
             value = np.asarray(inputs[name])
+            if spec.dtype == tf.string and not _holds_bytes(value):
+                value = value.astype(str)  # numbers in a string column
             try:
-                tensors[name] = tf.convert_to_tensor(
-                    value.astype(str) if spec.dtype == tf.string else value, spec.dtype
-                )
+                tensors[name] = tf.convert_to_tensor(value, spec.dtype)
             except (TypeError, ValueError) as error:
                 raise ValueError(
                     f"Input {name!r}: expected {spec.dtype.name} values, received "
@@ -197,6 +215,14 @@ class LoadedModel:
         else:
             outputs = flat(tensors)
         return {name: value.numpy() for name, value in outputs.items()}
+
+
+def _holds_bytes(value):
+    """Whether an array holds `bytes` (encoded images, say), which `astype(str)`
+    would turn into their repr."""
+    if value.dtype.kind == "S":
+        return True
+    return value.dtype == object and any(isinstance(v, bytes) for v in value.flat)
 
 
 def _checked_flat_call(function, tensors, expected):

@@ -127,8 +127,8 @@ def test_a_mismatching_reload_is_caught(trained, monkeypatch):
     model, config, datasets = trained
     original = export_lib._verify
 
-    def perturbed(version_dir, model, inputs, atol):
-        return original(version_dir, model, inputs, atol=-1.0)  # any difference fails
+    def perturbed(version_dir, model, inputs, atol, *rest):
+        return original(version_dir, model, inputs, -1.0, *rest)  # any difference fails
 
     monkeypatch.setattr(export_lib, "_verify", perturbed)
     with pytest.raises(RuntimeError, match="differs from the model's"):

@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 import keras_mtl
 from keras_mtl.data import tfds_source
-from keras_mtl.data.csv_source import _split_indices
+from keras_mtl.data.csv_source import split_indices
 from keras_mtl.data.features import TargetScale, target_scales
 from keras_mtl.data.shapes import render
 from keras_mtl.evaluation.baselines import train_baseline
@@ -221,7 +221,7 @@ def test_a_task_without_labels_in_train_or_monitored_validation_fails(tmp_path):
         keras_mtl.load_datasets(regression_config(path))
     # Heights only on the rows that the split sends to training.
     config = regression_config(path, "data.validation_fraction=0.3")
-    validation = set(_split_indices(10, config)["validation"])
+    validation = set(split_indices(10, config)["validation"])
     path.write_text(
         "x, letter, height\n"
         + "".join(

@@ -3,7 +3,7 @@
     keras-mtl train [--preset NAME | --config FILE] [--set KEY=VALUE ...] [--replicas N]
                     [--workers N [--max-restarts K]]
     keras-mtl evaluate --model DIR [--split test|validation]
-    keras-mtl predict --model DIR --input FILE
+    keras-mtl predict --model DIR --input FILE | IMAGE [IMAGE ...]
     keras-mtl serve --model_name NAME --model_base_path DIR [TF Serving flags]
     keras-mtl config [--preset NAME | --config FILE] [--set KEY=VALUE ...]
     keras-mtl baseline [--preset NAME | --config FILE] [--set ...] [--seeds 0 1 2]

@@ -2,10 +2,14 @@
 
     keras-mtl evaluate --model DIR [--split test|validation] [--set KEY=VALUE ...]
     keras-mtl predict --model DIR --input FILE
+    keras-mtl predict --model DIR --input IMAGE [IMAGE ...]
 
 `predict` takes TF Serving's request body (rows or columns), a CSV with one
-column per input, or a `.npy` array for a single-input model, and prints what
-TF Serving would answer, through the same JSON codec as `keras-mtl serve`.
+column per input, a `.npy` array for a single-input model, or JPEG/PNG files
+for an image model, and prints what TF Serving would answer, through the same
+JSON codec as `keras-mtl serve`. Image files go to an `image_input = "bytes"`
+export as they are; for a float-pixel export they are decoded and resized
+here the way the `images` source does.
 """
 
 import json
@@ -64,7 +68,9 @@ def _read_inputs(path, input_specs):
                     float(v) if v.strip() else float("nan") for v in columns[name]
                 ]
         return columns
-    raise UsageError(f"--input: expected a .json, .csv or .npy file. Received: {path}")
+    raise UsageError(
+        f"--input: expected a .json, .csv or .npy file, or JPEG/PNG images. Received: {path}"
+    )
 
 
 def _predict_json(model, path):
@@ -100,19 +106,65 @@ def _predict_json(model, path):
         raise UsageError(f"--input {path}: {error.message}") from None
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _read_images(paths, input_specs):
+    """Image files as the one input of `input_specs`: their bytes for a string
+    input (`image_input = "bytes"`), decoded and resized pixels for a float one.
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from keras_mtl.data.image_files import decode_image
+
+    (name, spec), *others = input_specs.items()
+    pixels = spec.dtype.is_floating and spec.shape.rank == 4 and spec.shape[-1] == 3
+    if others or not (spec.dtype == tf.string or pixels):
+        raise UsageError(
+            f"--input: image files feed a model with one image input; this one "
+            f"has inputs {sorted(input_specs)}."
+        )
+    contents, images = [], []
+    for path in paths:
+        data = Path(path).read_bytes()
+        size = tuple(spec.shape[1:3]) if pixels else None
+        try:
+            image = decode_image(data, size or (1, 1))
+        except (tf.errors.InvalidArgumentError, ValueError):
+            raise UsageError(
+                f"--input {path}: not a readable image; expected a JPEG or PNG file."
+            ) from None
+        contents.append(data)
+        images.append(image.numpy())
+    if pixels:
+        return {name: np.stack(images)}
+    return {name: np.array(contents, dtype=object)}
+
+
 def _cmd_predict(args):
     _check_model_dir(args.model)
-    if not Path(args.input).is_file():
-        raise UsageError(f"--input: no such file: {args.input}")
+    for path in args.input:
+        if not Path(path).is_file():
+            raise UsageError(f"--input: no such file: {path}")
     from keras_mtl.saved_model import LoadedModel
     from keras_mtl.serving.json_predict import ROW, tensors_to_json
 
     model = LoadedModel(args.model)
-    path = Path(args.input)
+    if all(Path(path).suffix.lower() in IMAGE_SUFFIXES for path in args.input):
+        outputs = model.predict(_read_images(args.input, model.input_specs))
+        print(tensors_to_json(outputs, ROW).decode())
+        return
+    if len(args.input) > 1:
+        raise UsageError(
+            "--input: several files are image files (.png, .jpg, .jpeg); JSON, "
+            f"CSV and .npy input is one file. Received: {args.input}"
+        )
+    path = Path(args.input[0])
     if path.is_file() and path.suffix not in (".npy", ".csv"):
         print(_predict_json(model, path).decode())
         return
-    outputs = model.predict(_read_inputs(args.input, model.input_specs))
+    outputs = model.predict(_read_inputs(path, model.input_specs))
     print(tensors_to_json(outputs, ROW).decode())
 
 
@@ -140,6 +192,9 @@ def add_commands(commands):
         "--model", required=True, help="a SavedModel version or model directory"
     )
     predict.add_argument(
-        "--input", required=True, help="JSON rows ({'instances': [...]}), CSV or .npy"
+        "--input",
+        required=True,
+        nargs="+",
+        help="JSON rows ({'instances': [...]}), CSV or .npy; or JPEG/PNG files",
     )
     predict.set_defaults(run=_cmd_predict)

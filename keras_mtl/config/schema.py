@@ -34,6 +34,18 @@ class DataConfig:
     seed: int = 0
     shuffle_buffer: int = 10_000
     cache: bool = True
+    # Images (data.source = "images"): a CSV (`path`) with an image path
+    # column, paths relative to `image_dir` (default: the CSV's folder), each
+    # image decoded (JPEG or PNG, 3 channels) and resized to [height, width].
+    image_column: str = "image"
+    image_dir: str = ""
+    image_size: list[int] = dataclasses.field(default_factory=lambda: [224, 224])
+    # Skip rows whose image is missing or unreadable (counted in the log)
+    # instead of stopping with the first one.
+    skip_bad_images: bool = False
+    # Image augmentation layers, active in training only ("flip", "crop", ...;
+    # keras_mtl.models.augmentation); any image source.
+    augment: list[str] = dataclasses.field(default_factory=list)
     # Rows missing one task's label: "mask" keeps them for the other task
     # (the task's loss skips them), "drop" drops them.
     missing_labels: str = "mask"
@@ -188,6 +200,9 @@ class ExportConfig:
     # Rows of the test split written as TF Serving warm-up requests (one
     # request per row, assets.extra/tf_serving_warmup_requests); 0 for none.
     warmup_examples: int = 4
+    # "bytes": `serving_default` takes encoded JPEG/PNG strings (`image_bytes`)
+    # and decodes them in the graph; the float signature stays as `serve`.
+    image_input: str = "float"
 
 
 @dataclasses.dataclass

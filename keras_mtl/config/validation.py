@@ -5,7 +5,18 @@ import re
 
 from keras_mtl.config import weighting_methods
 
-DATA_SOURCES = ("shapes", "tfds", "csv")
+DATA_SOURCES = ("shapes", "tfds", "csv", "images")
+IMAGE_INPUTS = ("float", "bytes")
+# keras_mtl.models.augmentation builds one Keras layer (or two) per name.
+AUGMENTATIONS = (
+    "flip",
+    "crop",
+    "rotation",
+    "zoom",
+    "translation",
+    "contrast",
+    "brightness",
+)
 TASK_KINDS = ("multiclass", "binary", "regression")
 TRUNKS = ("mlp", "cnn", "mmoe", "ple")
 HEAD2_INPUTS = ("features", "features+prediction", "esmm", "aitm")
@@ -57,8 +68,32 @@ def validate(config, source):
 
 def _validate_data(data, source):
     _one_of(source, "data.source", data.source, DATA_SOURCES)
-    if data.source == "csv" and not data.path:
-        _fail(source, "data.path", "the path of a CSV file when data.source='csv'", "")
+    if data.source in ("csv", "images") and not data.path:
+        _fail(
+            source,
+            "data.path",
+            f"the path of a CSV file when data.source={data.source!r}",
+            "",
+        )
+    if data.source == "images":
+        if not data.image_column:
+            _fail(source, "data.image_column", "the CSV column of image paths", "")
+        size = data.image_size
+        if (
+            len(size) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+            or min(size) < 1
+        ):
+            _fail(source, "data.image_size", "[height, width], two integers >= 1", size)
+    for name in data.augment:
+        _one_of(source, "data.augment", name, AUGMENTATIONS)
+    if data.augment and data.source == "csv":
+        _fail(
+            source,
+            "data.augment",
+            "empty for tabular data (data.source='csv')",
+            data.augment,
+        )
     if data.source == "tfds" and not data.dataset:
         _fail(source, "data.dataset", "a TFDS dataset name such as 'cifar100'", "")
     for key in ("test_fraction", "validation_fraction"):
@@ -133,11 +168,12 @@ def _validate_labels(config, source):
             _fail(
                 source, key, "empty for a regression task (it has no classes)", weights
             )
-        if task.sample_weight_column and config.data.source != "csv":
+        if task.sample_weight_column and config.data.source not in ("csv", "images"):
             _fail(
                 source,
                 f"tasks.{index}.sample_weight_column",
-                "empty unless data.source='csv' (a column of the CSV file)",
+                "empty unless data.source is 'csv' or 'images' (a column of the "
+                "CSV file)",
                 task.sample_weight_column,
             )
 
@@ -171,6 +207,7 @@ def _validate_link(config, source):
 
 
 def _validate_export(export, source):
+    _one_of(source, "export.image_input", export.image_input, IMAGE_INPUTS)
     if not 0 <= export.warmup_examples <= 1000:
         _fail(
             source,

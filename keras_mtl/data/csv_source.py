@@ -36,7 +36,7 @@ def _first_non_utf8_byte(data):
     return 0
 
 
-def _read_rows(path, columns):
+def read_rows(path, columns):
     try:
         return _parse_rows(path, columns)
     except UnicodeDecodeError:
@@ -150,7 +150,7 @@ def _column_weights(values, labelled, lines, column, path):
     return weights
 
 
-def _split_indices(count, config):
+def split_indices(count, config):
     rng = np.random.default_rng(config.data.seed)
     order = rng.permutation(count)
     n_test = int(round(count * config.data.test_fraction))
@@ -185,21 +185,21 @@ def load_csv(config):
             "https://archive.ics.uci.edu/dataset/2/adult (adult.data, no header: "
             "also set data.columns)."
         )
-    header, rows, lines = _read_rows(path, data.columns)
+    header, rows, lines = read_rows(path, data.columns)
     weight_columns = {
         task.name: task.sample_weight_column
         for task in config.tasks
         if task.sample_weight_column
     }
-    _check_columns(config, header, weight_columns, path)
-    labels, class_names, weights, keep = _labels_and_weights(
+    check_columns(config, header, weight_columns, path)
+    labels, class_names, weights, keep = labels_and_weights(
         config, header, rows, lines, weight_columns, path
     )
     rows = rows[keep]
     labels = {name: value[keep] for name, value in labels.items()}
     weights = {name: value[keep] for name, value in weights.items()}
 
-    splits = _split_indices(len(rows), config)
+    splits = split_indices(len(rows), config)
     not_inputs = {
         *(task.label_key for task in config.tasks),
         *weight_columns.values(),
@@ -225,7 +225,7 @@ def load_csv(config):
     return datasets, tuple(features), class_names, sizes
 
 
-def _check_columns(config, header, weight_columns, path):
+def check_columns(config, header, weight_columns, path):
     data = config.data
     named = {
         "tasks.label": [task.label_key for task in config.tasks],
@@ -241,7 +241,7 @@ def _check_columns(config, header, weight_columns, path):
             )
 
 
-def _labels_and_weights(config, header, rows, lines, weight_columns, path):
+def labels_and_weights(config, header, rows, lines, weight_columns, path):
     """Each task's encoded labels, class names and row weights, and the rows
     to keep under `data.missing_labels` (dropped ones are counted in the log)."""
     missing = set(config.data.missing_values)

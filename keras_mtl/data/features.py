@@ -14,10 +14,15 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class ImageFeature:
-    """An image input; pixel values in [0, 255]."""
+    """An image input; pixel values in [0, 255].
+
+    `augment` names the augmentation layers the model applies in training
+    only (`data.augment`, `keras_mtl.models.augmentation`).
+    """
 
     name: str
     shape: tuple = (32, 32, 3)
+    augment: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,7 +99,7 @@ def feature_from_dict(config):
         )
     }
     cls = kinds[config.pop("type")]
-    for key in ("shape", "vocabulary", "missing_values"):
+    for key in ("shape", "vocabulary", "missing_values", "augment"):
         if key in config:
             config[key] = tuple(config[key])
     return cls(**config)

@@ -36,6 +36,7 @@ import keras
 import tensorflow as tf
 
 from keras_mtl.data.csv_source import load_csv
+from keras_mtl.data.image_files import decode_files, load_images
 from keras_mtl.data.labels import apply_labels
 from keras_mtl.data.tfds_source import load_tfds
 
@@ -130,8 +131,12 @@ def load_datasets(config, replicas=1):
     inputs, labels = next(iter(datasets.train))
     ```
     """
-    loader = load_csv if config.data.source == "csv" else load_tfds
+    loaders = {"csv": load_csv, "images": load_images}
+    loader = loaders.get(config.data.source, load_tfds)
     splits, features, class_names, sizes = loader(config)
+    decode = None
+    if config.data.source == "images":
+        decode = decode_files(config.data.feature, tuple(config.data.image_size))
     splits, sizes, labelled, scales = apply_labels(config, splits, sizes, class_names)
     batch_size = config.train.batch_size
     if batch_size % replicas:
@@ -147,7 +152,7 @@ def load_datasets(config, replicas=1):
         )
 
     def finish(split, training):
-        return _batched(config, splits[split], sizes[split], training, replicas)
+        return _batched(config, splits[split], sizes[split], training, replicas, decode)
 
     return Datasets(
         train=finish("train", training=True),
@@ -160,8 +165,13 @@ def load_datasets(config, replicas=1):
     )
 
 
-def _batched(config, dataset, count, training, replicas):
-    """One split batched (and shuffled, for training) as `config` says."""
+def _batched(config, dataset, count, training, replicas, decode=None):
+    """One split batched (and shuffled, for training) as `config` says.
+
+    `decode` (image files: paths -> pixels) runs with parallel calls on the
+    elements that are held in memory or, when streaming, after the shuffle,
+    so that the shuffle buffer holds paths rather than images.
+    """
     batch_size = config.train.batch_size
     shuffle = training and config.train.shuffle
     if shuffle:
@@ -175,6 +185,8 @@ def _batched(config, dataset, count, training, replicas):
         # A split smaller than one batch still gets one even batch.
         size = max(min(batch_size, count // replicas * replicas), replicas)
     drop_remainder = training or replicas > 1
+    if decode is not None and config.data.cache:
+        dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
     if config.data.cache and count:
         dataset = _batches_from_memory(
             dataset, count, size, drop_remainder, config.data.seed if shuffle else None
@@ -188,6 +200,8 @@ def _batched(config, dataset, count, training, replicas):
                 seed=config.data.seed,
                 reshuffle_each_iteration=True,
             )
+        if decode is not None and not config.data.cache:
+            dataset = dataset.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
         dataset = dataset.batch(size, drop_remainder=drop_remainder)
     dataset = dataset.with_options(_SHARD_BY_DATA)  # Only used by workers.
     return dataset.prefetch(tf.data.AUTOTUNE)

@@ -170,8 +170,11 @@ def load_tfds(config):
         splits["train"] = splits["train"].take(data.max_examples)
     feature = info.features[data.feature]
     # An image, or a float vector (`mmoe_synthetic`, `funnel`).
-    spec = ImageFeature if isinstance(feature, tfds.features.Image) else VectorFeature
-    return splits, (spec(data.feature, tuple(feature.shape)),), class_names, sizes
+    if isinstance(feature, tfds.features.Image):
+        spec = ImageFeature(data.feature, tuple(feature.shape), tuple(data.augment))
+    else:
+        spec = VectorFeature(data.feature, tuple(feature.shape))
+    return splits, (spec,), class_names, sizes
 
 
 def _check_features(config, info):

@@ -237,7 +237,7 @@ def evaluate_saved_model(path, split="test", overrides=()):
         raise ValueError(f"The {split!r} split is empty for {loaded.path}.")
     scales = normalized_targets(config, datasets.features)
     return evaluate_predictions(
-        lambda inputs: loaded.signature(**inputs),
+        lambda inputs: loaded.feature_signature(**inputs),
         dataset,
         config.tasks,
         {name: scale.std for name, scale in scales.items()},

@@ -9,6 +9,7 @@ from keras_mtl.data.features import (
     VectorFeature,
     input_features,
 )
+from keras_mtl.models.augmentation import make_augmentation
 from keras_mtl.models.preprocessing import CleanStrings, FillMissing, StandardizeImage
 
 # The `shapes` input: what `build_model` assumes when given no features.
@@ -18,7 +19,8 @@ DEFAULT_FEATURES = (ImageFeature("image", (32, 32, 3)),)
 def make_inputs(features):
     """The model's `keras.Input`s and their encoding into one tensor.
 
-    An image is standardised; tabular columns are filled, normalised
+    An image is augmented (in training, when its spec names augmentations)
+    and standardised; tabular columns are filled, normalised
     (numbers) or one-hot encoded (strings) with the training split's
     statistics and concatenated, so the model takes raw rows.
 
@@ -35,7 +37,11 @@ def make_inputs(features):
     for feature in features:
         if isinstance(feature, ImageFeature):
             inputs[feature.name] = keras.Input(feature.shape, name=feature.name)
-            encoded.append(StandardizeImage(name="standardize")(inputs[feature.name]))
+            x = inputs[feature.name]
+            augment = make_augmentation(feature.augment)
+            if augment is not None:  # Active in training only.
+                x = augment(x)
+            encoded.append(StandardizeImage(name="standardize")(x))
         elif isinstance(feature, VectorFeature):
             inputs[feature.name] = keras.Input(feature.shape, name=feature.name)
             encoded.append(inputs[feature.name])

@@ -11,6 +11,7 @@ import threading
 import time
 
 import numpy as np
+import tensorflow as tf
 
 from keras_mtl.serving.byte_budget import ByteBudget
 from keras_mtl.serving.http_server import HttpServer
@@ -19,13 +20,20 @@ from keras_mtl.serving.model_config import MonitoringConfig
 from keras_mtl.serving.predictor import Predictor
 from keras_mtl.serving.protocol import JSON, RestApi, error_body
 from keras_mtl.serving.registry import ModelRegistry
-from keras_mtl.serving.warmup import replay_warmup_records
+from keras_mtl.serving.warmup import replay_warmup_records, warmup_examples
 
 logger = logging.getLogger("keras_mtl.serving")
 
 
-def warmup_inputs(specs, batch_size):
-    """Zeros (or empty strings) shaped like `specs`, with `batch_size` rows."""
+def warmup_inputs(specs, batch_size, example=None):
+    """Zeros (or empty strings) shaped like `specs`, with `batch_size` rows;
+    or, given `example` (a warm-up record's inputs for these specs), its first
+    row repeated: an input such as encoded image bytes fails on "" ."""
+    if example is not None and sorted(example) == sorted(specs):
+        return {
+            name: np.repeat(np.asarray(value)[:1], batch_size, axis=0)
+            for name, value in example.items()
+        }
     inputs = {}
     for name, spec in specs.items():
         dims = spec.shape.as_list() if spec.shape.rank is not None else [None]
@@ -188,10 +196,25 @@ class ModelServer:
             servable, self.predictor.predict, self.warmup_iterations
         )
         sizes = self.batching.warmup_batch_sizes() if self.batching else [1]
+        examples = warmup_examples(servable.path)
         for key, specs in servable.model.signature_inputs.items():
-            if specs:
-                for size in sizes:
-                    servable.model.run(warmup_inputs(specs, size), key)
+            if not specs:
+                continue
+            for size in sizes:
+                inputs = warmup_inputs(specs, size, examples.get(key))
+                try:
+                    servable.model.run(inputs, key)
+                except tf.errors.InvalidArgumentError as error:
+                    # Zeros are no valid input of this signature (an image
+                    # decoder, say) and no warm-up record shows one: TF
+                    # Serving runs no such warm-up either.
+                    logger.info(
+                        "Not warming up signature %r of %s with zeros: %s",
+                        key,
+                        servable.path,
+                        error.message.splitlines()[0],
+                    )
+                    break
         records = f"{calls} warm-up record calls and " if calls else ""
         return f"{records}batch sizes {sizes}"
 

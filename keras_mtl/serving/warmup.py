@@ -13,7 +13,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_mtl.saved_model import WARMUP_FILE
+from keras_mtl.saved_model import SIGNATURE, WARMUP_FILE
 
 logger = logging.getLogger("keras_mtl.serving")
 
@@ -81,3 +81,18 @@ def replay_warmup_records(servable, predict, iterations=1):
                 raise ValueError(f"Warm-up record {index} failed: {error}") from None
             calls += 1
     return calls
+
+
+def warmup_examples(version_dir):
+    """Signature key -> the inputs of its first warm-up record, for the
+    synthetic warm-up at each batch size (`ModelServer`)."""
+    examples = {}
+    for record in read_warmup_records(version_dir):
+        request = record.predict_log.request
+        key = request.model_spec.signature_name or SIGNATURE
+        if record.WhichOneof("log_type") == "predict_log" and key not in examples:
+            examples[key] = {
+                alias: tf.make_ndarray(tensor)
+                for alias, tensor in request.inputs.items()
+            }
+    return examples
