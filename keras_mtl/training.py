@@ -138,11 +138,27 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
     return callbacks
 
 
+def _history_value(text):
+    """A number of `history.csv`, or None where Keras' CSVLogger wrote "NA"
+    (a metric that an epoch did not log, e.g. with no validation split)."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
 def _write_history_json(run_dir):
     with open(run_dir / "history.csv", newline="") as file:
         rows = list(csv.DictReader(file))
     history = {
-        key: [float(row[key]) for row in rows] for key in (rows[0] if rows else {})
+        key: [_history_value(row[key]) for row in rows]
+        for key in (rows[0] if rows else {})
+    }
+    # CSVLogger adds `val_` columns even to a run without validation data.
+    history = {
+        key: values
+        for key, values in history.items()
+        if any(value is not None for value in values)
     }
     (run_dir / "history.json").write_text(json.dumps(history, indent=1))
 

@@ -97,3 +97,22 @@ def test_a_file_where_the_run_directory_should_be(tiny_config):
     Path(tiny_config.train.run_dir).write_text("not a directory")
     with pytest.raises(ValueError, match=r"`train.run_dir` must be .* is a file"):
         keras_mtl.train(tiny_config, verbose=0)
+
+
+def test_a_run_without_a_validation_split_writes_its_history(adult_csv, tmp_path):
+    """CSVLogger writes "NA" for the validation columns of such a run."""
+    config = keras_mtl.load_config(
+        "adult",
+        [
+            f"data.path={adult_csv}",
+            "data.max_examples=256",
+            "data.validation_fraction=0",
+            "train.epochs=1",
+            "train.monitor=loss",
+            f"train.run_dir={tmp_path / 'runs'}",
+        ],
+    )
+    result = keras_mtl.train(config)
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 1
+    assert not any(key.startswith("val_") for key in history)
