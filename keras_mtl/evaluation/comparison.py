@@ -21,14 +21,17 @@ comparison.runs["famo"][0].history.history["fine_weight"]
 
 import dataclasses
 import json
+import statistics
 import time
+from pathlib import Path
 
 from keras_mtl import tasks as task_lib
 from keras_mtl.config import weighting_methods
 from keras_mtl.data import load_datasets
 from keras_mtl.distribute import make_strategy
-from keras_mtl.evaluation.baselines import train_baselines
-from keras_mtl.evaluation.delta_m import delta_m_summary, mean_and_std
+from keras_mtl.evaluation.baselines import Baselines, train_baselines
+from keras_mtl.evaluation.delta_m import delta_m, delta_m_per_task, mean_and_std
+from keras_mtl.evaluation.paired import format_difference, paired_difference
 from keras_mtl.evaluation.report import evaluation_report
 from keras_mtl.training import run_dir_for, train
 
@@ -70,31 +73,87 @@ def _cell(stats, digits=4, signed=False):
     return text
 
 
+GRADIENT_BOOSTING = "gradient-boosted trees"
+
+# The training protocol of `keras-mtl compare` and the quality benchmark: each
+# run trains until early stopping on a validation loss that the loss weights
+# do not scale (best weights restored), the learning rate halved after an
+# epoch without progress; `train.epochs` is the most it may train.
+PROTOCOL_OVERRIDES = (
+    "train.early_stopping_patience=3",
+    "train.monitor=val_unweighted_loss",
+    "train.lr_schedule=plateau",
+    "train.lr_plateau_patience=1",
+    "train.lr_plateau_factor=0.5",
+)
+
+
 class WeightingComparison:
     """The runs of `compare_weightings` and their summary table.
+
+    Seed s trains every method (and the single-task baselines) on the same
+    split, from the same initial Trunk, in the same shuffle order, so each
+    comparison is paired: the difference is taken seed by seed and reported
+    with a 95 % t interval (`keras_mtl.evaluation.paired`).
 
     Args:
         tasks: The `TaskConfig`s, in head order.
         runs: `{method: [MethodRun, ...]}`, one run per seed.
-        baselines: The single-task `Baselines` of the same config.
+        baselines: The single-task `Baselines` of the same config and seeds.
         split: The split the table reports (`"test"` or `"validation"`).
+        reference: The method the others are compared with (equal static
+            weights: `"static"`); not compared when it was not run.
+        extra: `{name: {seed: {"validation": metrics, "test": metrics}}}`:
+            more settings scored on the same seeds and splits, such as
+            gradient-boosted trees per task.
 
     Attributes:
-        rows: One dict per method, in the order compared: `method`,
-            `<task>_<metric>` (each task's loss and headline metric, as
-            `{"mean", "std"}` over seeds), `<task>_weight` (the loss weight
-            at the last step), `delta_m` and `delta_m_<task>` (percent,
-            negative is better), `seconds_per_epoch`.
+        rows: One dict per method (then per `extra` setting), in the order
+            compared: `method`, `seeds`, `<task>_<metric>` (each task's loss
+            and headline metric, `{"mean", "std"}` over seeds),
+            `<task>_weight` (the loss weight at the last step), `delta_m`
+            (`{"mean", "std", "values"}`: each seed's delta-m in percent
+            against the baselines of that seed, negative is better),
+            `delta_m_<task>`, `seconds_per_epoch`, `vs_single_task` and
+            `vs_reference` (paired differences, see `paired_rows`).
     """
 
-    def __init__(self, tasks, runs, baselines, split="test"):
+    def __init__(
+        self, tasks, runs, baselines, split="test", reference="static", extra=None
+    ):
         self.tasks = list(tasks)
         self.runs = runs
         self.baselines = baselines
         self.split = split
+        self.reference = reference if reference in runs else None
+        self.extra = dict(extra or {})
+        self.scores = {
+            method: {
+                run.seed: self._split_of(method, run.report) for run in method_runs
+            }
+            for method, method_runs in runs.items()
+        }
+        for name, by_seed in self.extra.items():
+            self.scores[name] = {
+                seed: self._split_of(name, record) for seed, record in by_seed.items()
+            }
         self.rows = [
             self._row(method, method_runs) for method, method_runs in runs.items()
         ]
+        self.rows += [self._row(name, None) for name in self.extra]
+
+    def _split_of(self, method, report):
+        metrics = (
+            report.get(self.split)
+            if isinstance(report, dict)
+            else getattr(report, self.split)
+        )
+        if metrics is None:
+            raise ValueError(
+                f"The {method!r} runs have no {self.split} metrics (an empty "
+                f"split). Received: split={self.split!r}"
+            )
+        return metrics
 
     def _metrics(self):
         return [
@@ -103,30 +162,80 @@ class WeightingComparison:
             for metric in (task_lib.headline_metric(task), "loss")
         ]
 
+    def _seeds(self, method):
+        return sorted(self.scores[method])
+
+    def _baseline(self, seed):
+        return self.baselines.metrics(self.split, seed)
+
+    def _delta_m_values(self, method):
+        return [
+            delta_m(self.scores[method][seed], self._baseline(seed), self.tasks)
+            for seed in self._seeds(method)
+        ]
+
+    def _headline_values(self, method, task):
+        metric = task_lib.headline_metric(task)
+        return [
+            self.scores[method][seed][task.name][metric] for seed in self._seeds(method)
+        ]
+
+    def _differences(self, method, other):
+        """Paired differences of `method` minus `other` (None: the baselines)."""
+        if other is None:
+            first = {"delta_m": [0.0] * len(self._seeds(method))}
+            for task in self.tasks:
+                metric = task_lib.headline_metric(task)
+                first[task.name] = [
+                    self._baseline(seed)[task.name][metric]
+                    for seed in self._seeds(method)
+                ]
+        else:
+            if self._seeds(other) != self._seeds(method):
+                return None
+            first = {"delta_m": self._delta_m_values(other)}
+            for task in self.tasks:
+                first[task.name] = self._headline_values(other, task)
+        second = {"delta_m": self._delta_m_values(method)}
+        for task in self.tasks:
+            second[task.name] = self._headline_values(method, task)
+        return {key: paired_difference(first[key], second[key]) for key in first}
+
     def _row(self, method, runs):
-        if any(getattr(run.report, self.split) is None for run in runs):
-            raise ValueError(
-                f"The {method!r} runs have no {self.split} metrics (an empty "
-                f"split). Received: split={self.split!r}"
-            )
-        row = {"method": method, "seeds": [run.seed for run in runs]}
+        seeds = self._seeds(method)
+        row = {"method": method, "seeds": seeds}
         for name, metric in self._metrics():
-            values = [getattr(run.report, self.split)[name][metric] for run in runs]
+            values = [self.scores[method][seed][name][metric] for seed in seeds]
             row[f"{name}_{metric}"] = _stats(values)
         for task in self.tasks:
             key = f"{task.name}_weight"
-            values = [run.history.history[key][-1] for run in runs]
-            row[key] = _stats(values)
-        summary = delta_m_summary(
-            [getattr(run.report, self.split) for run in runs],
-            self.baselines.metrics(self.split),
-            self.tasks,
+            row[key] = (
+                None
+                if runs is None
+                else _stats([run.history.history[key][-1] for run in runs])
+            )
+        values = self._delta_m_values(method)
+        row["delta_m"] = {**_stats(values), "values": values}
+        for task in self.tasks:
+            row[f"delta_m_{task.name}"] = statistics.fmean(
+                delta_m_per_task(
+                    self.scores[method][seed], self._baseline(seed), self.tasks
+                )[task.name]
+                for seed in seeds
+            )
+        row["seconds_per_epoch"] = (
+            None
+            if runs is None
+            else _stats([run.seconds / max(1, len(run.history.epoch)) for run in runs])
         )
-        row["delta_m"] = {"mean": summary["mean"], "std": summary["std"]}
-        for name, value in summary["per_task"].items():
-            row[f"delta_m_{name}"] = value
-        row["seconds_per_epoch"] = _stats(
-            [run.seconds / max(1, len(run.history.epoch)) for run in runs]
+        row["epochs"] = (
+            None if runs is None else _stats([len(run.history.epoch) for run in runs])
+        )
+        row["vs_single_task"] = self._differences(method, None)
+        row["vs_reference"] = (
+            None
+            if self.reference is None or method == self.reference
+            else self._differences(method, self.reference)
         )
         return row
 
@@ -135,18 +244,21 @@ class WeightingComparison:
         return min(self.rows, key=lambda row: row["delta_m"]["mean"])["method"]
 
     def to_markdown(self):
-        """The table: one row per method under the baselines' row."""
+        """Two tables: the metrics and delta-m, then the paired differences."""
         metrics = self._metrics()
+        reference = self.reference or "-"
         header = (
-            ["method"]
+            ["setting"]
             + [f"{name} {metric}" for name, metric in metrics]
             + [f"{task.name} weight" for task in self.tasks]
-            + ["delta-m %", "s / epoch"]
+            + ["delta-m % [95 % CI]", f"delta-m - {reference} [95 % CI]", "epochs"]
         )
         lines = [
-            f"Weighting methods on the {self.split} split; delta-m against the "
-            f"single-task baselines (seeds {self.baselines.seeds}), negative is "
-            "better; weights at the last step.",
+            f"Weighting methods on the {self.split} split, seeds {self.baselines.seeds} "
+            "(paired: seed s gives every setting the same split, initial Trunk and "
+            "shuffle order). Metrics: mean +- sd over seeds. Delta-m against the "
+            "single-task models of the same seed, in %, negative is better; "
+            "[95 % t interval of the paired difference], `*` where it excludes 0.",
             "",
             "| " + " | ".join(header) + " |",
             "|" + "---|" * len(header),
@@ -160,25 +272,127 @@ class WeightingComparison:
         ]
         filler = [""] * len(self.tasks)
         lines.append(
-            "| single-task baselines | "
-            + " | ".join(baseline_cells + filler + ["0 (reference)", ""])
+            "| single-task models | "
+            + " | ".join(baseline_cells + filler + ["0 (reference)", "", ""])
             + " |"
         )
         for row in self.rows:
             cells = [_cell(row[f"{name}_{metric}"]) for name, metric in metrics]
             cells += [_cell(row[f"{task.name}_weight"], 3) for task in self.tasks]
-            cells += [_cell(row["delta_m"], 2, signed=True)]
-            cells += [_cell(row["seconds_per_epoch"], 2)]
+            cells.append(format_difference(row["vs_single_task"]["delta_m"]))
+            vs = row["vs_reference"]
+            cells.append("" if vs is None else format_difference(vs["delta_m"]))
+            cells.append(_cell(row["epochs"], 1))
             lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+        lines += ["", *self._per_task_markdown()]
         return "\n".join(lines) + "\n"
 
+    def _per_task_markdown(self):
+        """Each task's headline metric, paired differences in points (x100)."""
+        names = [f"{task.name} {task_lib.headline_metric(task)}" for task in self.tasks]
+        reference = self.reference or "-"
+        header = (
+            ["setting"]
+            + [f"{name} - single-task" for name in names]
+            + [f"{name} - {reference}" for name in names]
+        )
+        lines = [
+            "Paired differences of each task's headline metric (accuracy and "
+            "AUC in points, x100; positive: higher than the other setting), "
+            "[95 % CI], `*` "
+            "where it excludes 0.",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        for row in self.rows:
+            cells = []
+            for key in ("vs_single_task", "vs_reference"):
+                for task in self.tasks:
+                    vs = row[key]
+                    difference = None if vs is None else vs[task.name]
+                    if difference is not None and task.kind != "regression":
+                        difference = _points(difference)  # accuracy, AUC
+                    cells.append(
+                        "" if difference is None else format_difference(difference)
+                    )
+            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
+        return lines
+
     def to_dict(self):
-        """A JSON-ready dict: the split, the baselines and the rows."""
+        """A JSON-ready dict: the split, the reference, the baselines and the rows."""
         return {
             "split": self.split,
+            "reference": self.reference,
             "baselines": self.baselines.to_dict(),
             "rows": self.rows,
         }
+
+    def plot(self, path, title=None):
+        """A dot-and-interval figure of the paired delta-m differences.
+
+        Left: each setting's delta-m against the single-task models; right:
+        against the reference method. Writes `<path>.png` and `.svg`.
+
+        Returns:
+            The `[png, svg]` paths.
+        """
+        from keras_mtl.plots.figures import new_figure, save_figure
+
+        panels = [("vs_single_task", "delta-m % against the single-task models")]
+        if self.reference is not None:
+            panels.append(
+                ("vs_reference", f"delta-m % minus {self.reference}'s (paired)")
+            )
+        names = [row["method"] for row in self.rows][::-1]
+        figure = new_figure(figsize=(5.0 * len(panels), 0.9 + 0.38 * len(names)))
+        for index, (key, label) in enumerate(panels):
+            ax = figure.add_subplot(1, len(panels), index + 1)
+            for position, row in enumerate(self.rows[::-1]):
+                vs = row[key]
+                if vs is None:
+                    continue
+                difference = vs["delta_m"]
+                color = "#1a7f37" if difference["significant"] else "#555555"
+                if difference["low"] is not None:
+                    ax.plot(
+                        [difference["low"], difference["high"]],
+                        [position, position],
+                        color=color,
+                        linewidth=2,
+                    )
+                ax.plot(difference["mean"], position, "o", color=color)
+            ax.axvline(0, color="#cf222e", linewidth=1, linestyle="--")
+            ax.set_yticks(range(len(names)))
+            ax.set_yticklabels(names if index == 0 else [""] * len(names))
+            ax.set_xlabel(label + "; lower is better")
+            ax.grid(axis="x", alpha=0.3)
+        figure.suptitle(
+            title
+            or f"Paired differences over seeds {self.baselines.seeds}, 95 % t intervals",
+            fontsize=11,
+        )
+        figure.tight_layout()
+        return save_figure(figure, path)
+
+    def save(self, directory, stem="comparison"):
+        """Writes `<stem>.md`, `<stem>.json` and the plot; returns the paths."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        markdown = directory / f"{stem}.md"
+        markdown.write_text(self.to_markdown())
+        data = directory / f"{stem}.json"
+        data.write_text(json.dumps(self.to_dict(), indent=1))
+        return [markdown, data, *self.plot(directory / stem)]
+
+
+def _points(difference):
+    """A paired difference of a metric in [0, 1], in points (x100)."""
+    scaled = dict(difference)
+    for key in ("mean", "std", "low", "high"):
+        if scaled[key] is not None:
+            scaled[key] = 100 * scaled[key]
+    return scaled
 
 
 def _check_methods(methods):
@@ -193,14 +407,28 @@ def _check_methods(methods):
     return methods
 
 
-def _run_method(config, method, seed, strategy, callbacks, verbose):
+def seed_overrides(seed, resample_split=False):
+    """The overrides that make seed `seed` one paired replicate.
+
+    `train.seed` sets the initialisation and the shuffle order; with
+    `resample_split`, `data.seed` too: a new train / validation / test split
+    (CSV data) and a new draw of the `data.label_fraction` rows per seed,
+    the same for every setting of that seed.
+    """
+    overrides = [f"train.seed={seed}"]
+    if resample_split:
+        overrides.append(f"data.seed={seed}")
+    return overrides
+
+
+def _run_method(config, method, seed, strategy, callbacks, verbose, resample_split):
     """Trains and evaluates `config` with `method` and `seed`, in its own
     run directory; returns a `MethodRun`."""
     directory = run_dir_for(config) / "weighting" / f"{method}-seed{seed}"
     run_config = config.replace(
         [
             f"weighting.method={method}",
-            f"train.seed={seed}",
+            *seed_overrides(seed, resample_split),
             f"train.run_dir={json.dumps(str(directory))}",
         ]
     )
@@ -216,7 +444,40 @@ def _run_method(config, method, seed, strategy, callbacks, verbose):
     )
     seconds = time.perf_counter() - start
     report = evaluation_report(model, datasets, run_config)
+    # Beside history.json: a partial comparison can be read back from disk.
+    (run_dir / "report.json").write_text(
+        json.dumps({"seconds": seconds, "report": report.to_dict()}, indent=1)
+    )
     return MethodRun(method, seed, model, history, report, seconds, run_dir)
+
+
+def paired_baselines(config, seeds, *, resample_split=False, strategy=None, verbose=0):
+    """The single-task `Baselines` of every seed, on that seed's split."""
+    if not resample_split:
+        return train_baselines(config, seeds, strategy=strategy, verbose=verbose)
+    records = {task.name: {} for task in config.tasks}
+    for seed in seeds:
+        one = train_baselines(
+            config.replace([f"data.seed={seed}"]),
+            [seed],
+            strategy=strategy,
+            verbose=verbose,
+        )
+        for name, by_seed in one.records.items():
+            records[name].update(by_seed)
+    return Baselines(config.tasks, records)
+
+
+def gradient_boosting_runs(config, seeds, resample_split=False):
+    """`{seed: scores}` of `gradient_boosting_baseline` on each seed's split."""
+    from keras_mtl.evaluation.gradient_boosting import gradient_boosting_baseline
+
+    return {
+        seed: gradient_boosting_baseline(
+            config.replace(seed_overrides(seed, resample_split)), seed
+        )
+        for seed in seeds
+    }
 
 
 def compare_weightings(
@@ -229,13 +490,25 @@ def compare_weightings(
     split="test",
     callbacks=(),
     verbose=0,
+    reference="static",
+    resample_split=False,
+    gradient_boosting="auto",
 ):
-    """Trains `config` once per weighting method (and seed) and compares them.
+    """Trains `config` once per weighting method and seed, and compares them.
 
-    Everything but `weighting.method` (and `train.seed`) stays as `config`
-    has it, so the methods see the same data, model and budget; the single-task
+    Everything but `weighting.method` (and the seed) stays as `config` has
+    it, so the methods see the same data, model and budget; the single-task
     baselines are trained once per seed with the same budget, or read from
-    their cache.
+    their cache. Seed s is a paired replicate: every method and baseline of
+    seed s gets the same split, initial Trunk and shuffle order, and the
+    table reports paired differences with 95 % t intervals.
+
+    For a protocol that tells settings apart, train each run until early
+    stopping on a validation objective that the weights do not scale
+    (`train.early_stopping_patience`, `train.monitor =
+    "val_unweighted_loss"`, a large `train.epochs`), with a learning-rate
+    schedule (`train.lr_schedule`), over 5 or more seeds; see
+    docs/evaluation.md.
 
     Args:
         config: A `keras_mtl.Config`; its `[weighting]` settings apply to
@@ -250,6 +523,14 @@ def compare_weightings(
         split: `"test"` or `"validation"`: the split of the table.
         callbacks: More Keras callbacks for every run.
         verbose: `model.fit` verbosity.
+        reference: The method every other is compared with, seed by seed
+            (default `"static"`, the tasks' weights; equal weights unless the
+            config sets others). Not compared when not in `methods`.
+        resample_split: Seed s also sets `data.seed` (a new split and label
+            draw per seed, the same for every setting of the seed).
+        gradient_boosting: Add a row of scikit-learn gradient-boosted trees
+            per task (`keras_mtl.evaluation.gradient_boosting`): `True`,
+            `False`, or `"auto"` (for CSV data).
 
     Returns:
         A `WeightingComparison`.
@@ -260,20 +541,49 @@ def compare_weightings(
             f"Expected split 'test' or 'validation'. Received: split={split!r}"
         )
     seeds = [config.train.seed] if seeds is None else [int(seed) for seed in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(
+            f"Expected distinct seeds >= 0, one or more. Received: seeds={seeds}"
+        )
     if split == "validation" and not config.data.validation_fraction:
         raise ValueError(
             "split='validation' needs a validation split; set "
             "data.validation_fraction > 0. Received: data.validation_fraction="
             f"{config.data.validation_fraction}"
         )
+    if gradient_boosting not in (True, False, "auto"):
+        raise ValueError(
+            "Expected gradient_boosting True, False or 'auto'. Received: "
+            f"gradient_boosting={gradient_boosting!r}"
+        )
+    if gradient_boosting is True and config.data.source != "csv":
+        raise ValueError(
+            "gradient_boosting=True needs tabular data (data.source='csv'). "
+            f"Received: data.source={config.data.source!r}"
+        )
     strategy = strategy or make_strategy(config.train)
     if baselines is None:
-        baselines = train_baselines(config, seeds, strategy=strategy, verbose=verbose)
+        baselines = paired_baselines(
+            config,
+            seeds,
+            resample_split=resample_split,
+            strategy=strategy,
+            verbose=verbose,
+        )
     runs = {
         method: [
-            _run_method(config, method, seed, strategy, callbacks, verbose)
+            _run_method(
+                config, method, seed, strategy, callbacks, verbose, resample_split
+            )
             for seed in seeds
         ]
         for method in methods
     }
-    return WeightingComparison(config.tasks, runs, baselines, split)
+    extra = {}
+    if gradient_boosting is True or (
+        gradient_boosting == "auto" and config.data.source == "csv"
+    ):
+        extra[GRADIENT_BOOSTING] = gradient_boosting_runs(config, seeds, resample_split)
+    return WeightingComparison(
+        config.tasks, runs, baselines, split, reference=reference, extra=extra
+    )
