@@ -6,6 +6,8 @@
 | `delta_m` | `delta_m` and friends: the mean relative change of each task's headline metric against a baseline |
 | `baselines` | `train_baselines`, `load_baselines`: single-task models of each task, trained and cached per seed |
 | `paired` | `paired_difference`: a paired t interval over seeds (scipy), and whether it excludes 0 |
+| `gradient_boosting` | `gradient_boosting_baseline`: scikit-learn's gradient-boosted trees per task on a CSV config's columns, splits and labelled rows |
+| `paired_table` | `WeightingComparison`: the table of `compare_weightings`, paired differences with 95 % intervals |
 | `comparison` | `compare_weightings`: one config trained once per loss-weighting method and seed, in one table |
 """
 
