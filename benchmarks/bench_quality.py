@@ -23,10 +23,8 @@ Environment: `KERAS_MTL_BENCH_METHODS` (comma-separated weighting methods,
 """
 
 import concurrent.futures
-import json
 import multiprocessing
 import os
-import pathlib
 import tempfile
 import time
 
@@ -34,6 +32,7 @@ import keras_mtl
 from keras_mtl.config import weighting_methods
 from keras_mtl.evaluation.comparison import PROTOCOL_OVERRIDES
 from keras_mtl.evaluation.paired import format_difference
+from keras_mtl.evaluation.paired_table import WeightingComparison
 
 import harness
 import workloads
@@ -115,27 +114,76 @@ def verdict(comparison, task, label):
     return "\n".join(lines)
 
 
-def fraction_section(preset, overrides, fraction, method_names, seed_list, work):
-    """One label fraction: a `compare_weightings` table, its plot and verdict.
+def seed_runs(preset, overrides, fraction_list, method_names, seed, work):
+    """Seed `seed` of every label fraction, in a process of its own.
 
-    Runs in a process of its own (`run_sections`), so it takes the config as
-    a preset name and overrides.
+    One process per seed: a seed's single-task Head 1 model is the same for
+    every fraction (only the task's own label fraction enters its cache key),
+    so it trains once here. Returns `{fraction: (runs, baselines, extra)}`
+    without the models, for `run_sections` to put the seeds together.
     """
     import logging
+    import types
+
+    from keras_mtl.evaluation.comparison import MethodRun, paired_baselines
 
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    config = keras_mtl.load_config(preset, overrides)
+    config = keras_mtl.load_config(preset, [*overrides, f"train.run_dir={work}/runs"])
     task = config.tasks[1]
-    start = time.perf_counter()
-    setting = [f"train.run_dir={work}/runs-{fraction}"]
-    if fraction < 1:
-        setting.append(f"data.label_fraction={{{task.name}={fraction}}}")
-    comparison = keras_mtl.compare_weightings(
-        config.replace(setting), method_names, seeds=seed_list, resample_split=True
+    outcome = {}
+    for fraction in fraction_list:
+        setting = config
+        if fraction < 1:
+            setting = config.replace(
+                [f"data.label_fraction={{{task.name}={fraction}}}"]
+            )
+        baselines = paired_baselines(setting, [seed], resample_split=True)
+        comparison = keras_mtl.compare_weightings(
+            # Its own name: the runs of each fraction get their own directories.
+            setting.replace([f"name={preset}-{fraction:g}"]),
+            method_names,
+            seeds=[seed],
+            resample_split=True,
+            baselines=baselines,
+        )
+        runs = {
+            method: [
+                MethodRun(
+                    run.method,
+                    run.seed,
+                    None,
+                    types.SimpleNamespace(
+                        history=run.history.history, epoch=run.history.epoch
+                    ),
+                    run.report,
+                    run.seconds,
+                    run.run_dir,
+                )
+                for run in method_runs
+            ]
+            for method, method_runs in comparison.runs.items()
+        }
+        outcome[fraction] = (runs, baselines.records, comparison.extra)
+    return outcome
+
+
+def fraction_section(preset, config, fraction, outcomes, seconds):
+    """One label fraction: the seeds' runs in one table, its plot and verdict."""
+    task = config.tasks[1]
+    runs, records, extra = {}, {t.name: {} for t in config.tasks}, {}
+    for outcome in outcomes:
+        seed_runs_, seed_records, seed_extra = outcome[fraction]
+        for method, method_runs in seed_runs_.items():
+            runs.setdefault(method, []).extend(method_runs)
+        for name, by_seed in seed_records.items():
+            records[name].update(by_seed)
+        for name, by_seed in seed_extra.items():
+            extra.setdefault(name, {}).update(by_seed)
+    comparison = WeightingComparison(
+        config.tasks, runs, keras_mtl.Baselines(config.tasks, records), extra=extra
     )
     for row in comparison.rows:
         row["weights_known"] = row[f"{task.name}_weight"] is not None
-    seconds = time.perf_counter() - start
     stem = f"quality_{preset}_{task.name}_{fraction:g}".replace(".", "_")
     comparison.plot(
         harness.RESULTS / stem,
@@ -144,53 +192,44 @@ def fraction_section(preset, overrides, fraction, method_names, seed_list, work)
     text = (
         f"### {preset}: {task.name} labelled on {fraction:.0%} of the training rows\n\n"
         f"{comparison.to_markdown()}\n{verdict(comparison, task, f'{fraction:.0%}')}\n\n"
-        f"Plot: [{stem}.png]({stem}.png). {seconds / 60:.1f} min."
+        f"Plot: [{stem}.png]({stem}.png)."
     )
-    result = {"seconds": seconds, **comparison.to_dict()}
-    # Each fraction's section as soon as it is done, should a later one fail.
-    part = pathlib.Path(work) / f"{stem}.json"
-    part.write_text(json.dumps({"text": text, "result": result}, default=str))
-    return text, result
+    return text, {"seconds": seconds, **comparison.to_dict()}
 
 
 def run_sections(preset, overrides, fraction_list, method_names, seed_list):
-    """Every label fraction, side by side in processes of their own.
+    """Every label fraction over every seed, the seeds side by side.
 
     The runs of a small model are bound by per-step overhead more than by
     arithmetic, so on 2 cores several processes finish sooner than one.
-    `KERAS_MTL_BENCH_PROCESSES` sets how many (default: one per fraction).
+    `KERAS_MTL_BENCH_PROCESSES` sets how many (default: one per seed).
     """
     work = tempfile.mkdtemp(prefix=f"keras-mtl-bench-quality-{preset}-")
-    processes = int(os.environ.get("KERAS_MTL_BENCH_PROCESSES", len(fraction_list)))
+    processes = int(os.environ.get("KERAS_MTL_BENCH_PROCESSES", len(seed_list)))
     start = time.perf_counter()
     context = multiprocessing.get_context("spawn")  # TensorFlow does not fork.
     with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
         futures = [
             pool.submit(
-                fraction_section,
-                preset,
-                overrides,
-                fraction,
-                method_names,
-                seed_list,
-                work,
+                seed_runs, preset, overrides, fraction_list, method_names, seed, work
             )
-            for fraction in fraction_list
+            for seed in seed_list
         ]
         outcomes = [future.result() for future in futures]
     total = time.perf_counter() - start
-    sections = [text for text, _ in outcomes]
-    results = {
-        str(fraction): result
-        for fraction, (_, result) in zip(fraction_list, outcomes, strict=True)
-    }
     config = keras_mtl.load_config(preset, overrides)
+    sections, results = [], {}
+    for fraction in fraction_list:
+        text, results[str(fraction)] = fraction_section(
+            preset, config, fraction, outcomes, total
+        )
+        sections.append(text)
     budget = (
         f"Protocol: seeds {seed_list} (paired; `data.seed` and `train.seed` = s), "
         f"at most {config.train.epochs} epochs, batch {config.train.batch_size}, "
         f"learning rate {config.train.learning_rate}, overrides "
         f"`{' '.join(PROTOCOL)}`; methods {method_names}. "
-        f"Wall time of this section: {total / 60:.1f} min on this machine "
+        f"Wall time of this dataset: {total / 60:.1f} min on this machine "
         f"({processes} processes side by side)."
     )
     return sections, results, budget, total
