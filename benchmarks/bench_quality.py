@@ -80,10 +80,15 @@ def points(difference):
     }
 
 
-def verdict(comparison, task, label):
-    """The section's findings in plain words, with the numbers."""
-    rows = {row["method"]: row for row in comparison.rows}
-    nets = [row for row in comparison.rows if row["weights_known"]]
+def verdict(rows, tasks, label):
+    """The section's findings in plain words, with the numbers.
+
+    Args:
+        rows: `WeightingComparison.rows` (with `weights_known` set).
+        tasks: The `TaskConfig`s; the second is the label-scarce one.
+        label: The label fraction, as text.
+    """
+    nets = [row for row in rows if row["weights_known"]]
     best = min(nets, key=lambda row: row["delta_m"]["mean"])
     best_dm = best["vs_single_task"]["delta_m"]
     lines = [
@@ -95,20 +100,24 @@ def verdict(comparison, task, label):
             else "**goal not met**: the interval does not exclude 0 below it."
         )
     ]
-    static = rows.get("static")
+    static = next((row for row in rows if row["method"] == "static"), None)
     if static is not None:
         equal = static["vs_single_task"]
-        task_difference = equal[task.name]
-        worse = task_difference["significant"] and task_difference["mean"] < 0
+        per_task, worse = [], []
+        for task in tasks:
+            difference = equal[task.name]
+            per_task.append(f"{task.name} {format_difference(points(difference))}")
+            if difference["significant"] and difference["mean"] < 0:
+                worse.append(task.name)
         lines.append(
             f"- Equal static weights against the single-task models: delta-m "
-            f"{format_difference(equal['delta_m'])} %, {task.name} "
-            f"{format_difference(points(task_difference))} points: "
+            f"{format_difference(equal['delta_m'])} %; in points, "
+            + ", ".join(per_task)
+            + ": "
             + (
-                "**worse than the single-task model (goal not met)**."
+                f"**worse on {', '.join(worse)}** (the interval excludes 0)."
                 if worse
-                or (equal["delta_m"]["significant"] and equal["delta_m"]["mean"] > 0)
-                else "at least as good (no significant loss)."
+                else "no task significantly worse."
             )
         )
     return "\n".join(lines)
@@ -191,7 +200,7 @@ def fraction_section(preset, config, fraction, outcomes, seconds):
     )
     text = (
         f"### {preset}: {task.name} labelled on {fraction:.0%} of the training rows\n\n"
-        f"{comparison.to_markdown()}\n{verdict(comparison, task, f'{fraction:.0%}')}\n\n"
+        f"{comparison.to_markdown()}\n{verdict(comparison.rows, config.tasks, f'{fraction:.0%}')}\n\n"
         f"Plot: [{stem}.png]({stem}.png)."
     )
     return text, {"seconds": seconds, **comparison.to_dict()}
