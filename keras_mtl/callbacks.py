@@ -151,3 +151,29 @@ class LabelledFractions(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
             logs.update(self.fractions)
+
+
+class UnweightedLoss(keras.callbacks.Callback):
+    """Adds `unweighted_loss` and `val_unweighted_loss` to every epoch's logs.
+
+    They are the sums of the per-task losses (which Keras logs unweighted),
+    so unlike `loss` and `val_loss` they do not move with the loss weights: a
+    run can stop early and keep its best epoch by them
+    (`train.monitor = "val_unweighted_loss"`) whatever its weighting method.
+    Later callbacks (early stopping, the checkpoint, the CSV log) see them.
+
+    Args:
+        task_names: The tasks' names.
+    """
+
+    def __init__(self, task_names):
+        super().__init__()
+        self.task_names = list(task_names)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        for prefix in ("", "val_"):
+            keys = [f"{prefix}{name}_loss" for name in self.task_names]
+            if all(key in logs for key in keys):
+                logs[f"{prefix}unweighted_loss"] = float(sum(logs[k] for k in keys))

@@ -42,12 +42,14 @@ from keras_mtl.callbacks import (
     EpochTensorBoard,
     LabelledFractions,
     TerminateOnNaN,
+    UnweightedLoss,
     epoch_only,
 )
 from keras_mtl.config import config_from_dict
 from keras_mtl.data import load_datasets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
 from keras_mtl.distribute import describe_strategy, make_strategy
+from keras_mtl.lr_schedule import schedule_callbacks
 from keras_mtl.models import build_model
 from keras_mtl.multi_worker import (
     MultiWorkerBackupAndRestore,
@@ -109,6 +111,8 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
     # The backup and the checkpoint work once an epoch; their batch hooks
     # would slow every step (see keras_mtl/callbacks.py).
     callbacks = [
+        # First, so that the callbacks after it can watch val_unweighted_loss.
+        UnweightedLoss(config.task_names),
         epoch_only(
             MultiWorkerBackupAndRestore(
                 str(backup_dir or run_dir / "backup"), every_seconds=every_seconds
@@ -125,6 +129,7 @@ def default_callbacks(config, run_dir, resuming=False, backup_dir=None):
         EpochTensorBoard(str(run_dir / "logs")),
         keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming),
         TerminateOnNaN(),
+        *schedule_callbacks(config.train, monitor, mode),
     ]
     if config.train.early_stopping_patience:
         callbacks.append(

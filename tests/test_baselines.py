@@ -87,3 +87,14 @@ def test_baselines_train_once_per_config_and_seed(
     assert "| fine | accuracy | higher |" in table and " +- " in table
     assert cli.main([*args[:-2], "-1"]) == 2
     assert "seeds >= 0" in capsys.readouterr().err
+
+
+def test_only_the_tasks_own_label_fraction_changes_its_baseline():
+    from keras_mtl.evaluation.baselines import baseline_key
+
+    config = keras_mtl.load_config("shapes")
+    scarce = config.replace(["data.label_fraction={fine=0.05}"])
+    assert baseline_key(scarce, "coarse") == baseline_key(config, "coarse")
+    assert baseline_key(scarce, "fine") != baseline_key(config, "fine")
+    scheduled = config.replace(["train.lr_schedule=plateau"])
+    assert baseline_key(scheduled, "coarse") != baseline_key(config, "coarse")

@@ -49,7 +49,7 @@ def exported(tmp_path_factory, shapes_data_dir):
 def test_help_for_every_command(capsys):
     result = run("--help")
     assert result.returncode == 0 and "usage: keras-mtl" in result.stdout
-    for command in ("train", "evaluate", "predict", "serve", "config"):
+    for command in ("train", "evaluate", "predict", "serve", "config", "compare"):
         with pytest.raises(SystemExit) as exit:
             cli.main([command, "--help"])
         assert exit.value.code == 0
@@ -72,6 +72,8 @@ def test_help_for_every_command(capsys):
             ["predict", "--model", "/nonexistent", "--input", "x.json"],
             "No SavedModel at /nonexistent",
         ),
+        (["compare", "--methods", "static,sgd"], "--methods: expected comma-separated"),
+        (["compare", "--seeds", "0"], "--seeds: expected how many seeds"),
     ],
 )
 def test_bad_arguments_get_one_line_and_status_2(args, fragment, capsys):
@@ -271,3 +273,81 @@ def test_a_second_train_in_a_run_directory_exits_2_naming_the_holder(
         assert cli.main(args) == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert f"is in use by another keras-mtl train (pid {holder.pid}" in line
+
+
+def test_compare_trains_on_the_protocol_and_writes_table_json_and_plot(
+    tmp_path, monkeypatch, capsys
+):
+    import keras_mtl
+    from keras_mtl.evaluation import comparison as comparison_lib
+
+    calls = {}
+
+    def fake_compare(config, methods, **kwargs):
+        calls.update(config=config, methods=methods, **kwargs)
+        tasks = config.tasks
+        metrics = {"loss": 1.0, "accuracy": 0.5}
+        records = {
+            task.name: {s: {"validation": None, "test": metrics} for s in (0, 1)}
+            for task in tasks
+        }
+        runs = {
+            method: [
+                comparison_lib.MethodRun(
+                    method,
+                    seed,
+                    None,
+                    type(
+                        "History",
+                        (),
+                        {
+                            "history": {f"{t.name}_weight": [1.0] for t in tasks},
+                            "epoch": [0],
+                        },
+                    )(),
+                    keras_mtl.EvaluationReport(
+                        None, {t.name: dict(metrics) for t in tasks}, list(tasks)
+                    ),
+                    1.0,
+                    None,
+                )
+                for seed in (0, 1)
+            ]
+            for method in methods
+        }
+        return comparison_lib.WeightingComparison(
+            tasks, runs, keras_mtl.Baselines(tasks, records)
+        )
+
+    monkeypatch.setattr(comparison_lib, "compare_weightings", fake_compare)
+    status = cli.main(
+        [
+            "compare",
+            "--methods",
+            "static,famo",
+            "--seeds",
+            "2",
+            "--set",
+            "train.lr_schedule=cosine",
+            "--set",
+            f"train.run_dir={tmp_path / 'runs'}",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert status == 0
+    config = calls["config"]
+    assert calls["methods"] == ["static", "famo"] and calls["seeds"] == [0, 1]
+    assert calls["resample_split"] is True
+    assert config.train.monitor == "val_unweighted_loss"
+    assert config.train.early_stopping_patience == 3
+    assert config.train.lr_schedule == "cosine"  # --set wins over the protocol
+    output = capsys.readouterr().out
+    assert "| famo |" in output and "delta-m - static" in output
+    written = sorted(path.name for path in (tmp_path / "out").iterdir())
+    assert written == [
+        "comparison.json",
+        "comparison.md",
+        "comparison.png",
+        "comparison.svg",
+    ]

@@ -3,7 +3,7 @@
 import logging
 import sys
 
-from keras_mtl.cli import diagnose, saved_models, serve, train, tuning
+from keras_mtl.cli import compare, diagnose, saved_models, serve, train, tuning
 from keras_mtl.cli.common import EXIT_USAGE, Parser, UsageError
 
 
@@ -18,6 +18,7 @@ def build_parser():
     serve.add_commands(commands)
     diagnose.add_commands(commands)
     tuning.add_commands(commands)
+    compare.add_commands(commands)
     return parser
 
 

@@ -126,6 +126,12 @@ class TrainConfig:
     seed: int = 0
     early_stopping_patience: int = 0
     monitor: str = "val_loss"
+    # The learning rate over epochs (keras_mtl.lr_schedule): "none",
+    # "cosine" (Keras' CosineDecay over train.epochs) or "plateau" (Keras'
+    # ReduceLROnPlateau on train.monitor).
+    lr_schedule: str = "none"
+    lr_plateau_patience: int = 2
+    lr_plateau_factor: float = 0.5
     run_dir: str = "runs"
     # Write the backup and the best model at most this often (and at the end,
     # and when stopped); 0: after every epoch.

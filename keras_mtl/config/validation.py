@@ -21,6 +21,7 @@ TASK_KINDS = ("multiclass", "binary", "regression")
 TRUNKS = ("mlp", "cnn", "mmoe", "ple")
 HEAD2_INPUTS = ("features", "features+prediction", "esmm", "aitm")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
+LR_SCHEDULES = ("none", "cosine", "plateau")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 TUNERS = ("random", "bayesian", "hyperband")
 MISSING_LABELS = ("mask", "drop")
@@ -228,6 +229,15 @@ def _validate_train(train, source):
         _fail(source, "train.learning_rate", "a number > 0", train.learning_rate)
     _one_of(source, "train.strategy", train.strategy, STRATEGIES)
     _one_of(source, "train.optimizer", train.optimizer, OPTIMIZERS)
+    _one_of(source, "train.lr_schedule", train.lr_schedule, LR_SCHEDULES)
+    _at_least(source, "train.lr_plateau_patience", train.lr_plateau_patience, 0)
+    if not 0 < train.lr_plateau_factor < 1:
+        _fail(
+            source,
+            "train.lr_plateau_factor",
+            "a number in (0, 1)",
+            train.lr_plateau_factor,
+        )
     if train.strategy == "default" and train.replicas > 1:
         _fail(
             source,

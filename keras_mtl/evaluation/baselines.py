@@ -36,6 +36,7 @@ from keras_mtl import tasks as task_lib
 from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation.delta_m import mean_and_std, mean_metrics
 from keras_mtl.evaluation.report import evaluate_predictions
+from keras_mtl.lr_schedule import schedule_callbacks
 from keras_mtl.models.single_task_model import build_single_task_model
 from keras_mtl.training import TrainingDivergedError, run_dir_for
 
@@ -52,6 +53,9 @@ BUDGET_FIELDS = (
     "shuffle",
     "early_stopping_patience",
     "monitor",
+    "lr_schedule",
+    "lr_plateau_patience",
+    "lr_plateau_factor",
 )
 
 
@@ -64,8 +68,14 @@ def baseline_fields(config, task):
         model.pop(key)
     task_fields = dataclasses.asdict(task)
     task_fields.pop("weight")
+    data = dict(settings["data"])
+    # Only this task's label fraction changes its baseline: hiding the other
+    # task's labels leaves every row of this one (a row goes only when it
+    # carries no label at all).
+    fraction = data["label_fraction"].get(task.name)
+    data["label_fraction"] = {} if fraction is None else {task.name: fraction}
     return {
-        "data": settings["data"],
+        "data": data,
         "task": task_fields,
         "model": model,
         "train": {key: settings["train"][key] for key in BUDGET_FIELDS},
@@ -111,12 +121,16 @@ class Baselines:
         )
 
     def summary(self):
-        """`{task: {split: {metric: {"mean", "std", "values"}}}}` over seeds."""
+        """`{task: {split: {metric: {"mean", "std", "values"}}}}` over seeds
+        (a split without metrics, such as an empty validation split, is None)."""
         result = {}
         for name, runs in self.records.items():
             result[name] = {}
             for split in ("validation", "test"):
                 metrics = runs[self.seeds[0]][split]
+                if metrics is None:  # No validation split.
+                    result[name][split] = None
+                    continue
                 result[name][split] = {}
                 for metric in metrics:
                     values = [runs[seed][split][metric] for seed in self.seeds]
@@ -144,6 +158,8 @@ class Baselines:
             metric = task_lib.headline_metric(task)
             cells = [
                 _format(summary[task.name][split][metric])
+                if summary[task.name][split] is not None
+                else ""
                 for split in ("validation", "test")
             ]
             lines.append(
@@ -221,11 +237,15 @@ def train_baseline(config, task, seed, *, datasets, strategy, verbose=0):
             selected += ({task.name: sample_weights[0][task.name]},)
         return selected
 
-    callbacks = [keras.callbacks.TerminateOnNaN()]
+    monitor = _monitor_for(config.train.monitor, task)
+    callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        *schedule_callbacks(config.train, monitor),
+    ]
     if config.train.early_stopping_patience:
         callbacks.append(
             keras.callbacks.EarlyStopping(
-                monitor=_monitor_for(config.train.monitor, task),
+                monitor=monitor,
                 patience=config.train.early_stopping_patience,
                 restore_best_weights=True,
             )

@@ -1,14 +1,17 @@
-"""`compare_weightings`: static weights against the dynamic methods, in one table.
+"""`compare_weightings`: weighting methods against equal weights and single-task
+models, over paired seeds.
 
 Each method trains the same config (same data, model, budget and seeds) with
 only `weighting.method` changed, is evaluated on both held-out splits
 (`evaluation_report`) and compared with the single-task baselines
-(`train_baselines`, cached) by delta-m. Every run gets a fresh input pipeline,
-so every method sees the same batches in the same order (a reused pipeline
-goes on with its shuffle order); multi-threaded CPU kernels still make two
-runs of one config differ slightly, so compare over several seeds. Each run
-lives in its own directory,
-`<train.run_dir>/<name>/weighting/<method>-seed<seed>/<name>/`.
+(`train_baselines`, cached) and with the reference method (equal static
+weights) seed by seed (`keras_mtl.evaluation.paired_table`). Seed s gives
+every run the same split (with `resample_split`, `data.seed = s`), the same
+initial Trunk and the same shuffle order: every run gets a fresh input
+pipeline (a reused one goes on with its shuffle order); multi-threaded CPU
+kernels still make two runs of one config differ slightly. Each run lives in
+its own directory, `<train.run_dir>/<name>/weighting/<method>-seed<seed>/<name>/`,
+with its `history.json` and `report.json` (its metrics).
 
 Example:
 
@@ -23,12 +26,11 @@ import dataclasses
 import json
 import time
 
-from keras_mtl import tasks as task_lib
 from keras_mtl.config import weighting_methods
 from keras_mtl.data import load_datasets
 from keras_mtl.distribute import make_strategy
-from keras_mtl.evaluation.baselines import train_baselines
-from keras_mtl.evaluation.delta_m import delta_m_summary, mean_and_std
+from keras_mtl.evaluation.baselines import Baselines, train_baselines
+from keras_mtl.evaluation.paired_table import WeightingComparison
 from keras_mtl.evaluation.report import evaluation_report
 from keras_mtl.training import run_dir_for, train
 
@@ -56,129 +58,19 @@ class MethodRun:
     run_dir: object
 
 
-def _stats(values):
-    mean, std = mean_and_std(values)
-    return {"mean": mean, "std": std}
+GRADIENT_BOOSTING = "gradient-boosted trees"
 
-
-def _cell(stats, digits=4, signed=False):
-    if stats is None:
-        return ""
-    text = f"{stats['mean']:+.{digits}f}" if signed else f"{stats['mean']:.{digits}f}"
-    if stats["std"] is not None:
-        text += f" +- {stats['std']:.{digits}f}"
-    return text
-
-
-class WeightingComparison:
-    """The runs of `compare_weightings` and their summary table.
-
-    Args:
-        tasks: The `TaskConfig`s, in head order.
-        runs: `{method: [MethodRun, ...]}`, one run per seed.
-        baselines: The single-task `Baselines` of the same config.
-        split: The split the table reports (`"test"` or `"validation"`).
-
-    Attributes:
-        rows: One dict per method, in the order compared: `method`,
-            `<task>_<metric>` (each task's loss and headline metric, as
-            `{"mean", "std"}` over seeds), `<task>_weight` (the loss weight
-            at the last step), `delta_m` and `delta_m_<task>` (percent,
-            negative is better), `seconds_per_epoch`.
-    """
-
-    def __init__(self, tasks, runs, baselines, split="test"):
-        self.tasks = list(tasks)
-        self.runs = runs
-        self.baselines = baselines
-        self.split = split
-        self.rows = [
-            self._row(method, method_runs) for method, method_runs in runs.items()
-        ]
-
-    def _metrics(self):
-        return [
-            (task.name, metric)
-            for task in self.tasks
-            for metric in (task_lib.headline_metric(task), "loss")
-        ]
-
-    def _row(self, method, runs):
-        if any(getattr(run.report, self.split) is None for run in runs):
-            raise ValueError(
-                f"The {method!r} runs have no {self.split} metrics (an empty "
-                f"split). Received: split={self.split!r}"
-            )
-        row = {"method": method, "seeds": [run.seed for run in runs]}
-        for name, metric in self._metrics():
-            values = [getattr(run.report, self.split)[name][metric] for run in runs]
-            row[f"{name}_{metric}"] = _stats(values)
-        for task in self.tasks:
-            key = f"{task.name}_weight"
-            values = [run.history.history[key][-1] for run in runs]
-            row[key] = _stats(values)
-        summary = delta_m_summary(
-            [getattr(run.report, self.split) for run in runs],
-            self.baselines.metrics(self.split),
-            self.tasks,
-        )
-        row["delta_m"] = {"mean": summary["mean"], "std": summary["std"]}
-        for name, value in summary["per_task"].items():
-            row[f"delta_m_{name}"] = value
-        row["seconds_per_epoch"] = _stats(
-            [run.seconds / max(1, len(run.history.epoch)) for run in runs]
-        )
-        return row
-
-    def best(self):
-        """The method with the lowest (best) mean delta-m."""
-        return min(self.rows, key=lambda row: row["delta_m"]["mean"])["method"]
-
-    def to_markdown(self):
-        """The table: one row per method under the baselines' row."""
-        metrics = self._metrics()
-        header = (
-            ["method"]
-            + [f"{name} {metric}" for name, metric in metrics]
-            + [f"{task.name} weight" for task in self.tasks]
-            + ["delta-m %", "s / epoch"]
-        )
-        lines = [
-            f"Weighting methods on the {self.split} split; delta-m against the "
-            f"single-task baselines (seeds {self.baselines.seeds}), negative is "
-            "better; weights at the last step.",
-            "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
-        ]
-        summary = self.baselines.summary()
-        baseline_cells = [
-            _cell(
-                {key: summary[name][self.split][metric][key] for key in ("mean", "std")}
-            )
-            for name, metric in metrics
-        ]
-        filler = [""] * len(self.tasks)
-        lines.append(
-            "| single-task baselines | "
-            + " | ".join(baseline_cells + filler + ["0 (reference)", ""])
-            + " |"
-        )
-        for row in self.rows:
-            cells = [_cell(row[f"{name}_{metric}"]) for name, metric in metrics]
-            cells += [_cell(row[f"{task.name}_weight"], 3) for task in self.tasks]
-            cells += [_cell(row["delta_m"], 2, signed=True)]
-            cells += [_cell(row["seconds_per_epoch"], 2)]
-            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + "\n"
-
-    def to_dict(self):
-        """A JSON-ready dict: the split, the baselines and the rows."""
-        return {
-            "split": self.split,
-            "baselines": self.baselines.to_dict(),
-            "rows": self.rows,
-        }
+# The training protocol of `keras-mtl compare` and the quality benchmark: each
+# run trains until early stopping on a validation loss that the loss weights
+# do not scale (best weights restored), the learning rate halved after an
+# epoch without progress; `train.epochs` is the most it may train.
+PROTOCOL_OVERRIDES = (
+    "train.early_stopping_patience=3",
+    "train.monitor=val_unweighted_loss",
+    "train.lr_schedule=plateau",
+    "train.lr_plateau_patience=1",
+    "train.lr_plateau_factor=0.5",
+)
 
 
 def _check_methods(methods):
@@ -193,14 +85,28 @@ def _check_methods(methods):
     return methods
 
 
-def _run_method(config, method, seed, strategy, callbacks, verbose):
+def seed_overrides(seed, resample_split=False):
+    """The overrides that make seed `seed` one paired replicate.
+
+    `train.seed` sets the initialisation and the shuffle order; with
+    `resample_split`, `data.seed` too: a new train / validation / test split
+    (CSV data) and a new draw of the `data.label_fraction` rows per seed,
+    the same for every setting of that seed.
+    """
+    overrides = [f"train.seed={seed}"]
+    if resample_split:
+        overrides.append(f"data.seed={seed}")
+    return overrides
+
+
+def _run_method(config, method, seed, strategy, callbacks, verbose, resample_split):
     """Trains and evaluates `config` with `method` and `seed`, in its own
     run directory; returns a `MethodRun`."""
     directory = run_dir_for(config) / "weighting" / f"{method}-seed{seed}"
     run_config = config.replace(
         [
             f"weighting.method={method}",
-            f"train.seed={seed}",
+            *seed_overrides(seed, resample_split),
             f"train.run_dir={json.dumps(str(directory))}",
         ]
     )
@@ -216,7 +122,40 @@ def _run_method(config, method, seed, strategy, callbacks, verbose):
     )
     seconds = time.perf_counter() - start
     report = evaluation_report(model, datasets, run_config)
+    # Beside history.json: a partial comparison can be read back from disk.
+    (run_dir / "report.json").write_text(
+        json.dumps({"seconds": seconds, "report": report.to_dict()}, indent=1)
+    )
     return MethodRun(method, seed, model, history, report, seconds, run_dir)
+
+
+def paired_baselines(config, seeds, *, resample_split=False, strategy=None, verbose=0):
+    """The single-task `Baselines` of every seed, on that seed's split."""
+    if not resample_split:
+        return train_baselines(config, seeds, strategy=strategy, verbose=verbose)
+    records = {task.name: {} for task in config.tasks}
+    for seed in seeds:
+        one = train_baselines(
+            config.replace([f"data.seed={seed}"]),
+            [seed],
+            strategy=strategy,
+            verbose=verbose,
+        )
+        for name, by_seed in one.records.items():
+            records[name].update(by_seed)
+    return Baselines(config.tasks, records)
+
+
+def gradient_boosting_runs(config, seeds, resample_split=False):
+    """`{seed: scores}` of `gradient_boosting_baseline` on each seed's split."""
+    from keras_mtl.evaluation.gradient_boosting import gradient_boosting_baseline
+
+    return {
+        seed: gradient_boosting_baseline(
+            config.replace(seed_overrides(seed, resample_split)), seed
+        )
+        for seed in seeds
+    }
 
 
 def compare_weightings(
@@ -229,13 +168,25 @@ def compare_weightings(
     split="test",
     callbacks=(),
     verbose=0,
+    reference="static",
+    resample_split=False,
+    gradient_boosting="auto",
 ):
-    """Trains `config` once per weighting method (and seed) and compares them.
+    """Trains `config` once per weighting method and seed, and compares them.
 
-    Everything but `weighting.method` (and `train.seed`) stays as `config`
-    has it, so the methods see the same data, model and budget; the single-task
+    Everything but `weighting.method` (and the seed) stays as `config` has
+    it, so the methods see the same data, model and budget; the single-task
     baselines are trained once per seed with the same budget, or read from
-    their cache.
+    their cache. Seed s is a paired replicate: every method and baseline of
+    seed s gets the same split, initial Trunk and shuffle order, and the
+    table reports paired differences with 95 % t intervals.
+
+    For a protocol that tells settings apart, train each run until early
+    stopping on a validation objective that the weights do not scale
+    (`train.early_stopping_patience`, `train.monitor =
+    "val_unweighted_loss"`, a large `train.epochs`), with a learning-rate
+    schedule (`train.lr_schedule`), over 5 or more seeds; see
+    docs/evaluation.md.
 
     Args:
         config: A `keras_mtl.Config`; its `[weighting]` settings apply to
@@ -250,6 +201,14 @@ def compare_weightings(
         split: `"test"` or `"validation"`: the split of the table.
         callbacks: More Keras callbacks for every run.
         verbose: `model.fit` verbosity.
+        reference: The method every other is compared with, seed by seed
+            (default `"static"`, the tasks' weights; equal weights unless the
+            config sets others). Not compared when not in `methods`.
+        resample_split: Seed s also sets `data.seed` (a new split and label
+            draw per seed, the same for every setting of the seed).
+        gradient_boosting: Add a row of scikit-learn gradient-boosted trees
+            per task (`keras_mtl.evaluation.gradient_boosting`): `True`,
+            `False`, or `"auto"` (for CSV data).
 
     Returns:
         A `WeightingComparison`.
@@ -260,20 +219,49 @@ def compare_weightings(
             f"Expected split 'test' or 'validation'. Received: split={split!r}"
         )
     seeds = [config.train.seed] if seeds is None else [int(seed) for seed in seeds]
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise ValueError(
+            f"Expected distinct seeds >= 0, one or more. Received: seeds={seeds}"
+        )
     if split == "validation" and not config.data.validation_fraction:
         raise ValueError(
             "split='validation' needs a validation split; set "
             "data.validation_fraction > 0. Received: data.validation_fraction="
             f"{config.data.validation_fraction}"
         )
+    if gradient_boosting not in (True, False, "auto"):
+        raise ValueError(
+            "Expected gradient_boosting True, False or 'auto'. Received: "
+            f"gradient_boosting={gradient_boosting!r}"
+        )
+    if gradient_boosting is True and config.data.source != "csv":
+        raise ValueError(
+            "gradient_boosting=True needs tabular data (data.source='csv'). "
+            f"Received: data.source={config.data.source!r}"
+        )
     strategy = strategy or make_strategy(config.train)
     if baselines is None:
-        baselines = train_baselines(config, seeds, strategy=strategy, verbose=verbose)
+        baselines = paired_baselines(
+            config,
+            seeds,
+            resample_split=resample_split,
+            strategy=strategy,
+            verbose=verbose,
+        )
     runs = {
         method: [
-            _run_method(config, method, seed, strategy, callbacks, verbose)
+            _run_method(
+                config, method, seed, strategy, callbacks, verbose, resample_split
+            )
             for seed in seeds
         ]
         for method in methods
     }
-    return WeightingComparison(config.tasks, runs, baselines, split)
+    extra = {}
+    if gradient_boosting is True or (
+        gradient_boosting == "auto" and config.data.source == "csv"
+    ):
+        extra[GRADIENT_BOOSTING] = gradient_boosting_runs(config, seeds, resample_split)
+    return WeightingComparison(
+        config.tasks, runs, baselines, split, reference=reference, extra=extra
+    )

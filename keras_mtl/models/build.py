@@ -190,6 +190,10 @@ def build_model(config, features=None, *, strategy=None, compile=True):
     task1, task2 = config.tasks
     with strategy.scope():
         inputs, x = make_inputs(features)
+        # The Trunk first: its initial weights then come from the same draws
+        # as the single-task baselines' Trunk (built the same way), so a seed
+        # starts the two-head model and the baselines from one Trunk.
+        trunk = make_trunk(config)
         head1 = make_head(config, task1, "head1")
         if config.model.head2_input == "aitm":
             link = {
@@ -201,9 +205,7 @@ def build_model(config, features=None, *, strategy=None, compile=True):
         head2 = make_head(
             config, task2, "head2", stop_gradient=config.model.stop_gradient, **link
         )
-        prediction1, prediction2 = link_heads(
-            config, make_trunk(config)(x), head1, head2
-        )
+        prediction1, prediction2 = link_heads(config, trunk(x), head1, head2)
         outputs = {
             task.name: in_target_units(prediction, task.name, scales.get(task.name))
             for task, prediction in ((task1, prediction1), (task2, prediction2))
