@@ -66,6 +66,7 @@ _EXPORTS = {
         "evaluation_report",
         "EvaluationReport",
         "load_baselines",
+        "paired_difference",
         "train_baselines",
         "WeightingComparison",
     ),

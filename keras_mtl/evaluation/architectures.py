@@ -21,7 +21,6 @@ runs.differences()   # {1.0: {...}, 0.5: {...}}: shared-bottom loss - MMoE loss
 """
 
 import dataclasses
-import math
 import time
 
 import keras
@@ -29,32 +28,8 @@ import numpy as np
 
 from keras_mtl.config import load_config
 from keras_mtl.data import load_datasets
+from keras_mtl.evaluation.paired import paired_difference
 from keras_mtl.models import build_model, build_single_task_model, serving_model
-
-# Two-sided 95 % quantiles of Student's t by degrees of freedom.
-_T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365}
-
-
-def paired_difference(first, second):
-    """Mean of `second - first` over seeds, with a 95 % t interval.
-
-    Returns:
-        A dict: `mean`, `low`, `high`, `n` and `excludes_zero`.
-    """
-    differences = np.asarray(second, float) - np.asarray(first, float)
-    n = len(differences)
-    mean = float(differences.mean())
-    if n < 2:
-        return {"mean": mean, "low": None, "high": None, "n": n, "excludes_zero": False}
-    half = _T95.get(n - 1, 1.96) * float(differences.std(ddof=1)) / math.sqrt(n)
-    low, high = mean - half, mean + half
-    return {
-        "mean": mean,
-        "low": low,
-        "high": high,
-        "n": n,
-        "excludes_zero": low > 0 or high < 0,
-    }
 
 
 def train_one(config, seed, task=None):
