@@ -161,10 +161,16 @@ def select_trial(rows, direction, selection="one_se"):
         )
     else:
         chosen = reference["trial"]
+        verdict = (
+            f"beats it by {gain:.4g}, not by more than one standard error "
+            f"({se_difference:.4g})"
+            if gain > 0
+            else f"does not beat it (worse by {-gain:.4g}; one standard error: "
+            f"{se_difference:.4g})"
+        )
         decision = (
             f"Keep the reference (trial {chosen}): the best candidate, trial "
-            f"{candidate['trial']}, beats it by {gain:.4g}, not more than one "
-            f"standard error ({se_difference:.4g})."
+            f"{candidate['trial']}, {verdict}."
         )
     return {**result, "chosen": chosen, "decision": decision}
 
