@@ -102,41 +102,34 @@ def _one_seed(config, seed, datasets):
     }
 
 
-def _seed_row(run):
-    selection, test, ratios = run["validation"], run["test_delta_m"], run["ratios"]
+def _seed_row(run, ratio_key):
+    selection, test = run["validation"], run["test_delta_m"]
+    ratios = {row["trial"]: row[ratio_key] for row in run["rows"]}
     significant = run["picks"]["one_se"] != run["picks"]["equal"]
     return [
         run["seed"],
         f"{selection['reference_mean']:+.2f}",
-        f"{selection['candidate_mean']:+.2f} (ratio {ratios['best']:.3g})",
+        f"{selection['candidate_mean']:+.2f} "
+        f"(trial {selection['candidate']}, ratio {ratios[selection['candidate']]:.3g})",
         f"{-selection['gain']:+.2f} +- {selection['se_difference']:.2f}",
         "candidate" if significant else "equal weights",
         f"{test['equal']:+.2f}",
         f"{test['one_se']:+.2f}",
-        f"{test['best']:+.2f}",
+        f"{test['best']:+.2f} (trial {run['picks']['best']})",
     ]
 
 
-def run(quick=False):
-    start = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="bench-tuning-") as root:
-        preset, seeds, trials, overrides = _settings(quick, root)
-        config = keras_mtl.load_config(
-            preset,
-            [*overrides, f"tuning.max_trials={trials}", "tuning.objective=delta_m"],
-        )
-        datasets = keras_mtl.load_datasets(config)
-        runs = [_one_seed(config, seed, datasets) for seed in seeds]
-    minutes = (time.perf_counter() - start) / 60
+def summarize(runs, preset, trials, executions, ratio_key, minutes):
+    """The section's Markdown and the paired differences, from the seeds' runs."""
+    seeds = [r["seed"] for r in runs]
     equal = [r["test_delta_m"]["equal"] for r in runs]
     differences = {
         name: paired_difference(equal, [r["test_delta_m"][name] for r in runs])
         for name in ("one_se", "best")
     }
     chosen = [r for r in runs if r["picks"]["one_se"] != r["picks"]["equal"]]
-    worse = (
-        differences["one_se"]["low"] is not None and differences["one_se"]["low"] > 0
-    )
+    low = differences["one_se"]["low"]
+    worse = low is not None and low > 0
     better_where_chosen = [
         r["test_delta_m"]["one_se"] - r["test_delta_m"]["equal"] for r in chosen
     ]
@@ -151,15 +144,16 @@ def run(quick=False):
         "test: one-SE pick",
         "test: best-mean pick",
     ]
+    rows = [_seed_row(r, ratio_key) for r in runs]
     lines = [
         f"`{preset}`, seeds {seeds}: per seed a random search of {trials} trials x "
-        f"{config.tuning.executions_per_trial} executions against validation "
-        "delta-m (%, lower is better), trial 0 = equal weights. Test delta-m of "
-        "each pick's checkpoint (its last execution, seed s + 1 in every trial) "
-        f"against the seed's single-task baselines. Wall time {minutes:.1f} min "
-        "(under `nice -n 10`, 2 shared cores).",
+        f"{executions} executions against validation delta-m (%, lower is "
+        "better), trial 0 = equal weights. Test delta-m of each pick's "
+        "checkpoint (its last execution, seed s + 1 in every trial) against the "
+        f"seed's single-task baselines. Wall time {minutes:.1f} min (under "
+        "`nice -n 10`, 2 shared cores).",
         "",
-        harness.markdown_table(headers, [_seed_row(r) for r in runs]),
+        harness.markdown_table(headers, rows),
         "",
         "Test delta-m minus equal weights', paired by seed (mean [95 % t interval], "
         "`*` = interval excludes 0; negative = the pick is better):",
@@ -175,13 +169,40 @@ def run(quick=False):
         "Goal (the one-SE pick never significantly worse than equal weights on "
         "test, and better where its validation gain was significant): "
         + ("met" if goal else "NOT met")
+        + (
+            ""
+            if chosen
+            else "; no seed had a significant validation gain, so "
+            "its second half was not put to the test"
+        )
         + ".",
     ]
+    return "\n".join(lines), differences, goal
+
+
+def run(quick=False):
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-tuning-") as root:
+        preset, seeds, trials, overrides = _settings(quick, root)
+        config = keras_mtl.load_config(
+            preset,
+            [*overrides, f"tuning.max_trials={trials}", "tuning.objective=delta_m"],
+        )
+        datasets = keras_mtl.load_datasets(config)
+        runs = [_one_seed(config, seed, datasets) for seed in seeds]
+    minutes = (time.perf_counter() - start) / 60
+    ratio_key = f"weight_{config.tasks[1].name}"
+    executions = config.tuning.executions_per_trial
+    markdown, differences, goal = summarize(
+        runs, preset, trials, executions, ratio_key, minutes
+    )
     return {
         "title": "Loss-weight tuning: the pick against equal weights",
-        "markdown": "\n".join(lines),
+        "markdown": markdown,
+        "preset": preset,
         "seeds": seeds,
         "trials": trials,
+        "executions": executions,
         "minutes": minutes,
         "differences": differences,
         "goal_met": goal,
