@@ -1,123 +1,210 @@
-"""Does tuning the loss-weight ratio help, and what would `val_loss` have picked?
+"""Can tuning the loss weights make the model worse? The pick against equal weights.
 
-    python benchmarks/run_all.py tuning            # shapes, 3 seeds, 12 trials
-    python benchmarks/run_all.py tuning --quick    # shapes/tiny, 1 seed, 3 trials
+    python benchmarks/run_all.py tuning            # adult, 5 seeds, ~20 min on 2 cores
+    python benchmarks/run_all.py tuning --quick    # shapes/tiny, 2 seeds, 3 trials
 
-On the `shapes` preset: single-task baselines over the seeds, then a random
-search of `tasks.fine.weight / tasks.coarse.weight` against `delta_m` on the
-validation split. Three weightings are then retrained with every seed and
-compared on the test split by delta-m against the baselines (negative = the
-multi-task model is better): equal weights, the tuned ratio, and the trial a
-weighted `val_loss` objective would have chosen from the same search.
+For each benchmark seed s, on the `adult` preset (`train.seed = s`):
+single-task baselines with seed s, then `keras_mtl.run_search`: a random
+search of 6 trials against validation delta-m, 2 executions per trial (seeds
+s and s + 1), early stopping. Trial 0 is always equal weights (the preset's
+own). Three trials are evaluated on the test split from their checkpoints,
+each its last execution's best epoch, which started from seed s + 1 in every
+trial: equal weights, the one-standard-error pick (`tuning.selection =
+"one_se"`, the default) and the best validation mean (`"best"`, what Keras
+Tuner picks). The test delta-m of each pick minus that of equal weights is
+paired by seed; its mean comes with a 95 % t interval
+(`keras_mtl.evaluation.paired`). Lower delta-m is better.
+
+Goal: the one-SE pick is never significantly worse than equal weights on
+test (the interval of the difference does not lie above 0), and is better
+where its validation gain was significant.
 """
 
-import statistics
 import tempfile
+import time
 
 import keras_mtl
+from keras_mtl.evaluation.paired import format_difference, paired_difference
 
 import harness
+from workloads import adult_csv
 
 
-def _test_metrics(config, seeds, run_root, label):
-    runs = []
-    for seed in seeds:
-        seeded = config.replace(
-            [f"train.seed={seed}", f"train.run_dir={run_root}/{label}-{seed}"]
-        )
-        # A fresh pipeline per run: a reused one continues its shuffle order,
-        # so the same config and seed would see other batches.
-        datasets = keras_mtl.load_datasets(seeded)
-        model, _, _ = keras_mtl.train(seeded, datasets=datasets, verbose=0)
-        runs.append(keras_mtl.evaluate(model, datasets.test, seeded))
-    return runs
-
-
-def _row(label, config, runs, baselines):
-    summary = keras_mtl.delta_m_summary(runs, baselines, config)
-    weights = ", ".join(f"{task.weight:.3g}" for task in config.tasks)
-    std = "" if summary["std"] is None else f" +- {summary['std']:.2f}"
-    accuracies = [
-        statistics.fmean(run[task.name]["accuracy"] for run in runs)
-        for task in config.tasks
+def _settings(quick, root):
+    overrides = [
+        f"train.run_dir={root}/runs",
+        f"export.base_dir={root}/saved",
+        f"tuning.directory={root}/tuning",
     ]
-    return [
-        label,
-        weights,
-        f"{summary['mean']:+.2f}{std}",
-        *(f"{value:.4f}" for value in accuracies),
-    ], summary
-
-
-def run(quick=False):
-    seeds = [0] if quick else [0, 1, 2]
-    trials = 3 if quick else 12
-    with tempfile.TemporaryDirectory(prefix="bench-tuning-") as root:
-        overrides = [f"train.run_dir={root}/runs", f"export.base_dir={root}/saved"]
-        if quick:
-            overrides += [
+    if quick:
+        return (
+            "shapes",
+            [0, 1],
+            3,
+            [
+                *overrides,
                 "data.dataset=shapes/tiny",
                 "train.epochs=2",
                 "model.width=8",
                 "model.depth=2",
                 "model.head_units=16",
-            ]
-        config = keras_mtl.load_config("shapes", overrides)
-        datasets = keras_mtl.load_datasets(config)
-        baselines = keras_mtl.train_baselines(config, seeds, datasets=datasets)
-        search = keras_mtl.run_search(
-            config.replace([f"tuning.max_trials={trials}", "tuning.objective=delta_m"]),
-            datasets=datasets,
-            export=False,
-            verbose=0,
+            ],
         )
-        oracle = search.tuner.oracle
-        finished = [t for t in oracle.trials.values() if t.score is not None]
-        trap = min(finished, key=lambda t: t.metrics.get_last_value("val_loss"))
-        candidates = {
-            "equal weights": config,
-            "tuned against delta_m": search.best_config,
-            "val_loss's pick": keras_mtl.tuning.apply_values(
-                config, trap.hyperparameters.values
-            ),
-        }
-        rows, summaries = [], {}
-        for label, candidate in candidates.items():
-            runs = _test_metrics(candidate, seeds, f"{root}/mtl", label[:5])
-            row, summaries[label] = _row(label, candidate, runs, baselines)
-            rows.append(row)
-        reference = baselines.metrics("test")
-        rows.append(
-            [
-                "single-task baselines",
-                "-",
-                "0 (reference)",
-                *(f"{reference[t.name]['accuracy']:.4f}" for t in config.tasks),
-            ]
-        )
-    names = [task.name for task in config.tasks]
-    markdown = "\n".join(
+    return (
+        "adult",
+        [0, 1, 2, 3, 4],
+        6,
         [
-            f"Test-split delta-m (%, negative = better than single-task) over seeds "
-            f"{seeds}; search: random, {trials} trials, objective delta_m on the "
-            f"validation split; `{'shapes/tiny' if quick else 'shapes'}`.",
-            "",
-            harness.markdown_table(
-                [
-                    "model",
-                    "weights (" + ", ".join(names) + ")",
-                    "delta-m %",
-                    *(f"{name} accuracy" for name in names),
-                ],
-                rows,
-            ),
-        ]
+            *overrides,
+            f"data.path={adult_csv()}",
+            "train.epochs=6",
+            "train.early_stopping_patience=2",
+        ],
+    )
+
+
+def _test_delta_m(search, trial_id, datasets, baselines):
+    trial = search.tuner.oracle.get_trial(trial_id)
+    config = search.tuner.hypermodel.trial_config(trial.hyperparameters)
+    model = search.tuner.load_model(trial)
+    test = keras_mtl.evaluate(model, datasets.test, config)
+    return keras_mtl.delta_m(test, baselines.metrics("test"), config)
+
+
+def _one_seed(config, seed, datasets):
+    directory = f"{config.tuning.directory}/seed{seed}"
+    seeded = config.replace([f"train.seed={seed}", f"tuning.directory={directory}"])
+    baselines = keras_mtl.train_baselines(seeded, datasets=datasets)
+    search = keras_mtl.run_search(seeded, datasets=datasets, export=False, verbose=0)
+    one_se = search.selection
+    best = keras_mtl.tuning.selection.select_trial(
+        search.rows, search.tuner.oracle.objective.direction, "best"
+    )
+    picks = {
+        "equal": one_se["reference"],
+        "one_se": one_se["chosen"],
+        "best": best["chosen"],
+    }
+    test = {
+        name: _test_delta_m(search, trial, datasets, baselines)
+        for name, trial in picks.items()
+    }
+    ratios = {
+        row["trial"]: row[f"weight_{config.tasks[1].name}"] for row in search.rows
+    }
+    return {
+        "seed": seed,
+        "picks": picks,
+        "ratios": {name: ratios[trial] for name, trial in picks.items()},
+        "validation": one_se,
+        "test_delta_m": test,
+        "rows": search.rows,
+    }
+
+
+def _seed_row(run, ratio_key):
+    selection, test = run["validation"], run["test_delta_m"]
+    ratios = {row["trial"]: row[ratio_key] for row in run["rows"]}
+    significant = run["picks"]["one_se"] != run["picks"]["equal"]
+    return [
+        run["seed"],
+        f"{selection['reference_mean']:+.2f}",
+        f"{selection['candidate_mean']:+.2f} "
+        f"(trial {selection['candidate']}, ratio {ratios[selection['candidate']]:.3g})",
+        f"{-selection['gain']:+.2f} +- {selection['se_difference']:.2f}",
+        "candidate" if significant else "equal weights",
+        f"{test['equal']:+.2f}",
+        f"{test['one_se']:+.2f}",
+        f"{test['best']:+.2f} (trial {run['picks']['best']})",
+    ]
+
+
+def summarize(runs, preset, trials, executions, ratio_key, minutes):
+    """The section's Markdown and the paired differences, from the seeds' runs."""
+    seeds = [r["seed"] for r in runs]
+    equal = [r["test_delta_m"]["equal"] for r in runs]
+    differences = {
+        name: paired_difference(equal, [r["test_delta_m"][name] for r in runs])
+        for name in ("one_se", "best")
+    }
+    chosen = [r for r in runs if r["picks"]["one_se"] != r["picks"]["equal"]]
+    low = differences["one_se"]["low"]
+    worse = low is not None and low > 0
+    better_where_chosen = [
+        r["test_delta_m"]["one_se"] - r["test_delta_m"]["equal"] for r in chosen
+    ]
+    goal = not worse and all(value < 0 for value in better_where_chosen)
+    headers = [
+        "seed",
+        "val delta-m: equal",
+        "val: best candidate",
+        "val difference +- SE",
+        "one-SE pick",
+        "test delta-m: equal",
+        "test: one-SE pick",
+        "test: best-mean pick",
+    ]
+    rows = [_seed_row(r, ratio_key) for r in runs]
+    lines = [
+        f"`{preset}`, seeds {seeds}: per seed a random search of {trials} trials x "
+        f"{executions} executions against validation delta-m (%, lower is "
+        "better), trial 0 = equal weights. Test delta-m of each pick's "
+        "checkpoint (its last execution, seed s + 1 in every trial) against the "
+        f"seed's single-task baselines. Wall time {minutes:.1f} min (under "
+        "`nice -n 10`, 2 shared cores).",
+        "",
+        harness.markdown_table(headers, rows),
+        "",
+        "Test delta-m minus equal weights', paired by seed (mean [95 % t interval], "
+        "`*` = interval excludes 0; negative = the pick is better):",
+        "",
+        f'- one-SE pick (`tuning.selection = "one_se"`, the default): '
+        f"{format_difference(differences['one_se'])}",
+        f'- best validation mean (`"best"`, Keras Tuner\'s pick): '
+        f"{format_difference(differences['best'])}",
+        f"- seeds where the one-SE rule chose a candidate: {len(chosen)} of "
+        f"{len(runs)}; their test differences: "
+        + (", ".join(f"{value:+.2f}" for value in better_where_chosen) or "none"),
+        "",
+        "Goal (the one-SE pick never significantly worse than equal weights on "
+        "test, and better where its validation gain was significant): "
+        + ("met" if goal else "NOT met")
+        + (
+            ""
+            if chosen
+            else "; no seed had a significant validation gain, so "
+            "its second half was not put to the test"
+        )
+        + ".",
+    ]
+    return "\n".join(lines), differences, goal
+
+
+def run(quick=False):
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-tuning-") as root:
+        preset, seeds, trials, overrides = _settings(quick, root)
+        config = keras_mtl.load_config(
+            preset,
+            [*overrides, f"tuning.max_trials={trials}", "tuning.objective=delta_m"],
+        )
+        datasets = keras_mtl.load_datasets(config)
+        runs = [_one_seed(config, seed, datasets) for seed in seeds]
+    minutes = (time.perf_counter() - start) / 60
+    ratio_key = f"weight_{config.tasks[1].name}"
+    executions = config.tuning.executions_per_trial
+    markdown, differences, goal = summarize(
+        runs, preset, trials, executions, ratio_key, minutes
     )
     return {
-        "title": "Loss-weight tuning: delta-m against single-task baselines",
+        "title": "Loss-weight tuning: the pick against equal weights",
         "markdown": markdown,
+        "preset": preset,
         "seeds": seeds,
         "trials": trials,
-        "delta_m": summaries,
-        "search_rows": search.rows,
+        "executions": executions,
+        "minutes": minutes,
+        "differences": differences,
+        "goal_met": goal,
+        "runs": runs,
     }

@@ -525,3 +525,38 @@ def test_layer_losses_are_read_and_cleared_through_the_overridden_methods():
     assert [float(loss) for loss in model.losses] == [2.0]
     model(keras.ops.full((1, 2), 3.0))
     assert [float(loss) for loss in model.losses] == [6.0]
+
+
+def test_keras_tuner_oracles_draw_new_values_through_random_values(tmp_path):
+    """`Oracle._random_values` and `Oracle._duplicate` (the reference trial)."""
+    import keras_tuner as kt
+
+    from keras_mtl.compat.keras_tuner_oracle import propose_defaults_first
+
+    oracle = kt.oracles.RandomSearchOracle(
+        objective=kt.Objective("score", "min"), max_trials=3, seed=1
+    )
+    canary(
+        hasattr(oracle, "_random_values") and hasattr(oracle, "_duplicate"),
+        "Oracle._random_values / Oracle._duplicate",
+        "the methods every built-in oracle draws and dedupes new values with",
+    )
+    space = kt.HyperParameters()
+    space.Float("ratio", 0.1, 10.0, sampling="log", default=1.0)
+    oracle.update_space(space)
+    propose_defaults_first(oracle)
+    oracle._set_project_dir(str(tmp_path), "search")  # What a Tuner does.
+    first = oracle.create_trial("tuner0")
+    canary(
+        first.hyperparameters.values == {"ratio": 1.0},
+        "Oracle._random_values",
+        "RandomSearchOracle.populate_space to take its values from it",
+    )
+    oracle.update_trial(first.trial_id, {"score": 1.0})
+    oracle.end_trial(first)
+    second = oracle.create_trial("tuner0")
+    canary(
+        second.hyperparameters.values["ratio"] != 1.0,
+        "Oracle._duplicate",
+        "True for values an earlier trial had",
+    )

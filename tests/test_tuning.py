@@ -11,6 +11,7 @@ import keras_mtl
 from keras_mtl import cli
 from keras_mtl.tuning import TaskObjectives, apply_values, resolve_objective
 from keras_mtl.tuning.hypermodel import check_search_space
+from keras_mtl.tuning.selection import select_trial
 
 from conftest import tiny_overrides
 
@@ -135,7 +136,8 @@ def test_a_weighted_val_loss_prefers_small_weights_and_ours_do_not(tiny_config):
 
 @pytest.fixture(scope="module")
 def search(tmp_path_factory, shapes_data_dir):
-    """Baselines, then a 3-trial search interrupted at trial 2 and rerun."""
+    """Baselines, then a 3-trial search (2 executions each) interrupted as
+    trial 1 starts and rerun."""
     workdir = tmp_path_factory.mktemp("search")
     config = keras_mtl.load_config(
         "shapes",
@@ -147,7 +149,7 @@ def search(tmp_path_factory, shapes_data_dir):
     )
     baselines = keras_mtl.train_baselines(config)
     with pytest.raises(KeyboardInterrupt):
-        keras_mtl.run_search(config, verbose=0, callbacks=[count_fits(stop_at=2)])
+        keras_mtl.run_search(config, verbose=0, callbacks=[count_fits(stop_at=3)])
     project = keras_mtl.tuning.project_dir_for(config)
     first = json.loads((project / "trial_0" / "trial.json").read_text())
     counter = count_fits()
@@ -164,14 +166,25 @@ def search(tmp_path_factory, shapes_data_dir):
 
 def test_an_interrupted_search_resumes_where_it_stopped(search):
     result = search["result"]
-    assert search["fits"] == 2  # the interrupted trial again, then the third
+    # The interrupted trial again, then the third: 2 executions each.
+    assert search["fits"] == 4
     assert [row["trial"] for row in result.rows] == ["0", "1", "2"]
     assert {row["status"] for row in result.rows} == {"COMPLETED"}
     first = search["first_trial"]
     assert first["status"] == "COMPLETED"
     assert result.rows[0]["objective"] == pytest.approx(first["score"])
-    ratio = first["hyperparameters"]["values"]["weight_ratio"]
-    assert result.rows[0]["weight_fine"] == pytest.approx(ratio)
+    # Trial 0 is the reference: the config's own weights and learning rate.
+    assert first["hyperparameters"]["values"] == {
+        "weight_ratio": 1.0,
+        "learning_rate": search["config"].train.learning_rate,
+    }
+    assert [row["reference"] for row in result.rows] == [True, False, False]
+    # Each execution's objective is kept; the trial's is their mean.
+    for row in result.rows:
+        assert len(row["objective_runs"]) == 2
+        assert row["objective"] == pytest.approx(sum(row["objective_runs"]) / 2)
+    # Executions start from different initialisations: they differ.
+    assert len(set(result.rows[0]["objective_runs"])) == 2
 
 
 def test_the_results_table_plot_and_objective(search):
@@ -187,13 +200,19 @@ def test_the_results_table_plot_and_objective(search):
         assert float(row["objective"]) == pytest.approx(float(row["val_delta_m"]))
         for key in ("val_coarse_accuracy", "val_fine_accuracy", "val_unweighted_loss"):
             assert row[key] != ""
-    best = min(result.rows, key=lambda row: row["objective"])
     assert [row["chosen"] for row in result.rows].count(True) == 1
-    assert best["chosen"] and best["trial"] == result.best_trial
-    assert best["pareto"]  # delta-m's optimum is never dominated
-    markdown = result.files["markdown"].read_text().splitlines()
-    assert markdown[2].startswith("| trial | status | weight_coarse | weight_fine")
-    assert len([line for line in markdown if line.startswith("| ")]) == 4
+    best = next(row for row in result.rows if row["chosen"])
+    assert best["trial"] == result.best_trial == result.selection["chosen"]
+    expected = select_trial(result.rows, "min", "one_se")
+    assert expected == result.selection and expected["reference"] == "0"
+    minimum = min(result.rows, key=lambda row: row["objective"])
+    assert minimum["pareto"]  # delta-m's optimum is never dominated
+    markdown = result.files["markdown"].read_text()
+    assert f"**Decision (one_se):** {result.selection['decision']}" in markdown
+    table = [line for line in markdown.splitlines() if line.startswith("| trial |")]
+    assert table[-1].startswith("| trial | status | weight_coarse | weight_fine")
+    saved = json.loads((result.project_dir / "search.json").read_text())
+    assert saved["selection"]["chosen"] == result.best_trial
     assert result.files["plot"].read_bytes()[:4] == b"\x89PNG"
     assert result.best_config.tasks[1].weight == pytest.approx(best["weight_fine"])
     assert result.best_config.train.learning_rate == pytest.approx(
@@ -210,14 +229,11 @@ def test_the_best_model_is_exported_as_a_new_version(search):
     weights = [task["weight"] for task in metadata["config"]["tasks"]]
     best = next(row for row in result.rows if row["chosen"])
     assert weights == pytest.approx([1.0, best["weight_fine"]])
-    # The export is the chosen trial's best epoch: same validation metrics.
+    # The export is the chosen trial's last execution at its best epoch.
     validation = keras_mtl.evaluate_saved_model(result.export_path, "validation")
-    for task in ("coarse", "fine"):
-        assert validation[task]["accuracy"] == pytest.approx(
-            best[f"val_{task}_accuracy"]
-        )
-    assert validation["coarse"]["loss"] + validation["fine"]["loss"] == pytest.approx(
-        best["val_unweighted_loss"], rel=1e-4
+    reference = search["baselines"].metrics("validation")
+    assert keras_mtl.delta_m(validation, reference, search["config"]) == (
+        pytest.approx(best["objective_runs"][-1], rel=1e-4)
     )
     for task in ("coarse", "fine"):
         assert metadata["test_metrics"][task] == pytest.approx(result.report.test[task])
@@ -235,7 +251,7 @@ def test_a_finished_search_reruns_without_training_or_exporting(search):
     more = keras_mtl.run_search(
         config.replace(["tuning.max_trials=4"]), verbose=0, callbacks=[count_fits()]
     )
-    assert CountFits.fits == 1 and len(more.rows) == 4
+    assert CountFits.fits == 2 and len(more.rows) == 4
 
 
 def test_baseline_command_gives_the_delta_m_of_a_saved_model(search, capsys):
@@ -269,6 +285,8 @@ def test_bayesian_and_hyperband_searches_run(
             "tuning.choices.model.width=[4, 8]",
             f"train.epochs={epochs}",
             f"train.replicas={replicas}",
+            "tuning.executions_per_trial=1",
+            "tuning.selection=best",
         ]
     )
     result = keras_mtl.run_search(config, verbose=0, export=False)
@@ -281,6 +299,8 @@ def test_bayesian_and_hyperband_searches_run(
         # Hyperband's budgets, up to train.epochs.
         assert {row["epochs"] for row in result.rows} <= {1, 2}
     assert result.best_trial in {row["trial"] for row in result.rows}
+    # Under every tuner the first trial is the reference (the config's weights).
+    assert result.rows[0]["reference"] and result.rows[0]["weight_fine"] == 1.0
 
 
 def test_tune_command_help_and_refusals(capsys):
@@ -310,8 +330,10 @@ def test_pareto_front_follows_each_metric_direction():
         {"trial": "2", "val_price_mae": 1.1, "val_churn_auc": 0.75},  # beaten by 0
         {"trial": "3", "val_price_mae": 0.9, "val_churn_auc": 0.65},  # beaten by 1
         {"trial": "4", "val_price_mae": None, "val_churn_auc": 0.99},  # failed
+        {"trial": "5", "val_price_mae": 1.0, "val_churn_auc": 0.80},  # ties 0
+        {"trial": "6", "val_price_mae": 1.0, "val_churn_auc": 0.79},  # beaten by 0
     ]
-    assert pareto_front(rows, tasks) == ["0", "1"]
+    assert pareto_front(rows, tasks) == ["0", "1", "5"]
 
 
 def test_the_tradeoff_plot_and_its_missing_extra(tmp_path, monkeypatch):
@@ -340,3 +362,76 @@ def test_the_tradeoff_plot_and_its_missing_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r'pip install "keras-mtl\[plots\]"'):
         plot_tradeoff(rows, tasks, tmp_path / "again.png")
+
+
+def _trial(trial, runs, reference=False, epochs=None):
+    row = {
+        "trial": trial,
+        "objective": sum(runs) / len(runs),
+        "objective_runs": runs,
+        "reference": reference,
+    }
+    if epochs is not None:
+        row["epochs"] = epochs
+    return row
+
+
+def test_the_one_standard_error_rule_on_synthetic_trials():
+    rows = [
+        _trial("0", [1.0, 1.2], reference=True),
+        _trial("1", [0.5, 0.7]),  # 0.5 better than the reference (min)
+        _trial("2", [1.0, 1.1]),
+        {"trial": "3", "objective": None, "objective_runs": []},  # failed
+    ]
+    chosen = select_trial(rows, "min")
+    # Pooled within-trial variance: (0.02 + 0.02 + 0.005) / 3 degrees of freedom.
+    assert chosen["pooled_std"] == pytest.approx(0.015**0.5)
+    assert chosen["degrees_of_freedom"] == 3
+    assert chosen["se_difference"] == pytest.approx(0.015**0.5)  # sqrt(1/2 + 1/2)
+    assert chosen["reference_se"] == pytest.approx((0.015 / 2) ** 0.5)
+    assert chosen["candidate"] == "1" and chosen["gain"] == pytest.approx(0.5)
+    assert chosen["difference"] == pytest.approx(-0.5)
+    assert chosen["chosen"] == "1"
+    assert "more than one standard error" in chosen["decision"]
+    # The same gain under ten times the noise is not enough.
+    noisy = [
+        _trial("0", [0.1, 2.1], reference=True),
+        _trial("1", [-0.4, 1.6]),
+        _trial("2", [0.6, 2.6]),
+    ]
+    kept = select_trial(noisy, "min")
+    assert kept["gain"] == pytest.approx(0.5) and kept["se_difference"] > 0.5
+    assert kept["chosen"] == "0" and kept["decision"].startswith("Keep the reference")
+    assert select_trial(noisy, "min", "best")["chosen"] == "1"
+    # For a metric to maximise, the same numbers favour trial 2 over the reference.
+    assert select_trial(noisy, "max", "best")["chosen"] == "2"
+    assert select_trial(noisy, "max")["chosen"] == "0"
+    with pytest.raises(ValueError, match="tuning.selection"):
+        select_trial(rows, "min", "first")
+
+
+def test_the_rule_compares_equal_budgets_and_needs_a_spread():
+    rows = [
+        _trial("0", [1.0, 1.1], reference=True, epochs=2),
+        _trial("1", [0.1, 0.2], epochs=1),  # a shorter Hyperband budget
+        _trial("2", [0.9, 1.0], epochs=2),
+    ]
+    assert select_trial(rows, "min")["candidate"] == "2"
+    single = [_trial("0", [1.0], reference=True), _trial("1", [0.1])]
+    assert select_trial(single, "min")["chosen"] == "0"
+    assert select_trial([_trial("1", [0.3, 0.4])], "min")["chosen"] == "1"
+
+
+def test_one_se_selection_is_the_default_and_needs_two_executions(tiny_config):
+    assert tiny_config.tuning.selection == "one_se"
+    assert tiny_config.tuning.executions_per_trial == 2
+    with pytest.raises(ValueError, match="tuning.executions_per_trial"):
+        tiny_config.replace(["tuning.executions_per_trial=1"])
+    best = tiny_config.replace(
+        ["tuning.executions_per_trial=1", "tuning.selection=best"]
+    )
+    assert best.tuning.selection == "best"
+    with pytest.raises(ValueError, match="tuning.selection"):
+        tiny_config.replace(["tuning.selection=median"])
+    with pytest.raises(ValueError, match="must lie in tuning.weight_ratio"):
+        check_search_space(tiny_config.replace(["tuning.weight_ratio=[2.0, 5.0]"]))

@@ -1,6 +1,7 @@
 """Keras Tuner's distributed mode: a chief oracle and two workers on 127.0.0.1."""
 
 import csv
+import json
 import os
 import signal
 import socket
@@ -24,7 +25,7 @@ def free_port():
 
 
 def test_a_chief_and_two_workers_finish_a_bounded_search(tmp_path, shapes_data_dir):
-    overrides = [*tiny_overrides(tmp_path, shapes_data_dir), "tuning.max_trials=4"]
+    overrides = [*tiny_overrides(tmp_path, shapes_data_dir), "tuning.max_trials=3"]
     command = [
         KERAS_MTL,
         "tune",
@@ -72,8 +73,12 @@ def test_a_chief_and_two_workers_finish_a_bounded_search(tmp_path, shapes_data_d
     project = keras_mtl.tuning.project_dir_for(config)
     with open(project / "results.csv", newline="") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 4 and {row["status"] for row in rows} == {"COMPLETED"}
+    assert len(rows) == 3 and {row["status"] for row in rows} == {"COMPLETED"}
     assert all(row["objective"] == row["val_fine_accuracy"] for row in rows)
+    # The chief's oracle proposed the reference first; the workers reported
+    # each execution's objective through it.
+    assert [row["reference"] for row in rows] == ["True", "False", "False"]
+    assert all(len(json.loads(row["objective_runs"])) == 2 for row in rows)
     # Each worker saved its state after finishing at least one trial.
     assert (project / "tuner0.json").exists() and (project / "tuner1.json").exists()
     for worker in ("tuner0", "tuner1"):
@@ -81,4 +86,4 @@ def test_a_chief_and_two_workers_finish_a_bounded_search(tmp_path, shapes_data_d
         assert (tmp_path / f"{worker}.out").read_text().count("val_fine_accuracy") >= 1
     exported = Path((tmp_path / "chief.out").read_text().strip().splitlines()[-1])
     assert exported == tmp_path / "saved_models" / "shapes" / "1"
-    assert keras_mtl.read_metadata(exported)["config"]["tuning"]["max_trials"] == 4
+    assert keras_mtl.read_metadata(exported)["config"]["tuning"]["max_trials"] == 3

@@ -89,9 +89,10 @@ def _cmd_tune(args):
     shown = {
         key: value
         for key, value in best.items()
-        if key not in ("status", "pareto", "chosen") and value is not None
+        if key not in ("status", "pareto", "chosen", "reference") and value is not None
     }
-    print(f"Best trial: {json.dumps(shown, default=str)}", file=sys.stderr)
+    print(f"Selection: {result.selection['decision']}", file=sys.stderr)
+    print(f"Chosen trial: {json.dumps(shown, default=str)}", file=sys.stderr)
     print("Test metrics: " + json.dumps(result.report.test), file=sys.stderr)
     if result.export_path is not None:
         print(result.export_path)

@@ -13,6 +13,8 @@ area:
   and `keras.src.utils.file_utils`.
 - `keras_multi_worker`: the patch for `model.fit` under
   `MultiWorkerMirroredStrategy` (keras #20585).
+- `keras_tuner_oracle`: `Oracle._random_values` / `Oracle._duplicate`, so
+  that a search's oracle proposes the reference trial first.
 - `tf_function`: `ConcreteFunction._call_flat` for serving; its caller checks
   it against the public call and falls back.
 

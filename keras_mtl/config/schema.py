@@ -230,7 +230,13 @@ class TuningConfig:
     learning_rate: list[float] = dataclasses.field(default_factory=list)
     # Config key -> values to choose from: {"model.width" = [16, 32, 64]}.
     choices: dict = dataclasses.field(default_factory=dict)
-    executions_per_trial: int = 1
+    # Each trial is trained this many times (seeds train.seed + k) and its
+    # objective is the mean; the spread feeds the one-standard-error rule.
+    executions_per_trial: int = 2
+    # "one_se": keep the reference trial (the config's own loss weights)
+    # unless a candidate beats it by more than one standard error; "best":
+    # the best mean objective, as Keras Tuner picks.
+    selection: str = "one_se"
     hyperband_factor: int = 3
     # The oracle's seed; 0 draws one at random, as Keras Tuner does.
     seed: int = 1

@@ -284,6 +284,15 @@ def _validate_tuning(tuning, source):
     _one_of(source, "tuning.tuner", tuning.tuner, TUNERS)
     _at_least(source, "tuning.max_trials", tuning.max_trials, 1)
     _at_least(source, "tuning.executions_per_trial", tuning.executions_per_trial, 1)
+    _one_of(source, "tuning.selection", tuning.selection, ("one_se", "best"))
+    if tuning.selection == "one_se" and tuning.executions_per_trial < 2:
+        _fail(
+            source,
+            "tuning.executions_per_trial",
+            "at least 2 with tuning.selection='one_se' (the rule needs the "
+            "spread between executions; or set tuning.selection='best')",
+            tuning.executions_per_trial,
+        )
     _at_least(source, "tuning.hyperband_factor", tuning.hyperband_factor, 2)
     _at_least(source, "tuning.seed", tuning.seed, 0)
     _validate_log_range(source, "tuning.weight_ratio", tuning.weight_ratio, False)

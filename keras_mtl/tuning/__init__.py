@@ -3,7 +3,8 @@
 `run_search` is the whole `keras-mtl tune`; the parts are usable alone:
 `MultiTaskHyperModel` (the search space over `build_model`), `TaskObjectives`
 and `resolve_objective` (the objectives), `trial_rows` / `pareto_front` (the
-results table) and `plot_tradeoff` (the trade-off plot, in `plot.py`, which
+results table), `select_trial` (the one-standard-error pick against the
+reference trial) and `plot_tradeoff` (the trade-off plot, in `plot.py`, which
 needs matplotlib).
 """
 
@@ -17,6 +18,7 @@ from keras_mtl.tuning.search import (
     project_dir_for,
     run_search,
 )
+from keras_mtl.tuning.selection import select_trial
 
 __all__ = [
     "MultiTaskHyperModel",
@@ -29,5 +31,6 @@ __all__ = [
     "project_dir_for",
     "resolve_objective",
     "run_search",
+    "select_trial",
     "trial_rows",
 ]

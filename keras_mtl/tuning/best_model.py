@@ -1,4 +1,4 @@
-"""The best trial's model: reloaded from its weights, exported, recorded.
+"""The chosen trial's model: reloaded from its weights, exported, recorded.
 
 The export is a new SavedModel version of the run (`export_run`), made once:
 rerunning a finished search whose best trial did not change keeps the version
@@ -13,8 +13,8 @@ from keras_mtl.export import export_run
 from keras_mtl.tuning.project import read_search_file
 
 
-def load_best_model(tuner, best_trial, project_dir):
-    """The model of `best_trial`, with the weights of its best epoch.
+def load_trial_model(tuner, trial, project_dir):
+    """The model of `trial`, with the weights of its (last execution's) best epoch.
 
     Raises:
         RuntimeError: The trial's weights cannot be read, as when the machines
@@ -25,17 +25,26 @@ def load_best_model(tuner, best_trial, project_dir):
             # Keras Tuner reloads weights into a model whose optimizer is not
             # built yet; the optimizer state is not needed to export.
             warnings.filterwarnings("ignore", "Skipping variable loading for optimizer")
-            return tuner.get_best_models(1)[0]
+            return tuner.load_model(trial)
     except OSError as error:
         raise RuntimeError(
-            f"Cannot load trial {best_trial}'s weights from {project_dir}: {error}. "
-            "In a distributed search, tuning.directory must be one directory "
-            "that every machine sees (NFS or another shared filesystem)."
+            f"Cannot load trial {trial.trial_id}'s weights from {project_dir}: "
+            f"{error}. In a distributed search, tuning.directory must be one "
+            "directory that every machine sees (NFS or another shared filesystem)."
         ) from None
 
 
 def export_best(
-    project_dir, model, trial, best_config, datasets, report, *, objective, export
+    project_dir,
+    model,
+    trial,
+    best_config,
+    datasets,
+    report,
+    *,
+    objective,
+    export,
+    selection=None,
 ):
     """Exports the best model unless it already was; records it in `search.json`.
 
@@ -48,6 +57,7 @@ def export_best(
         report: The model's `EvaluationReport`.
         objective: The search's `keras_tuner.Objective`.
         export: Whether to export at all.
+        selection: `select_trial`'s answer, recorded as `"selection"`.
 
     Returns:
         The SavedModel version directory, or None without `export`.
@@ -69,6 +79,7 @@ def export_best(
             "objective": objective.name,
             "best_trial": trial.trial_id,
             "best_score": trial.score,
+            "selection": selection,
             "best_config": best_config.to_dict(),
             "test": report.test,
             "export": None if export_path is None else str(export_path),

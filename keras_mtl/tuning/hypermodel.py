@@ -6,6 +6,10 @@
 | `learning_rate` | `tuning.learning_rate = [min, max]`, log scale (optional) | `train.learning_rate` |
 | any config key | `tuning.choices`, e.g. `model.width = [16, 32]` | that key |
 
+Each hyperparameter's default is the config's own value (the ratio of its
+two loss weights, `train.learning_rate`, the key's value when it is one of
+the choices): the reference trial that every search runs first.
+
 Under Adam, multiplying both loss weights by the same factor leaves training
 almost unchanged (the update divides by the gradient's scale), so only the
 ratio is searched. `tuning.choices` takes any key of `[model]`, `[train]` or a
@@ -49,6 +53,24 @@ def _set_key(tree, key, value):
     tree[leaf] = value
 
 
+def _get_key(tree, key):
+    for part in key.split("."):
+        if not isinstance(tree, dict) or part not in tree:
+            return None
+        tree = tree[part]
+    return tree
+
+
+def _clip(value, low, high):
+    return min(max(float(value), low), high)
+
+
+def reference_ratio(config):
+    """Head 2's loss weight over Head 1's in `config`: the reference trial's."""
+    first, second = (task.weight for task in config.tasks)
+    return second / first
+
+
 def apply_values(config, values):
     """`config` with hyperparameter values applied (the keys of the table).
 
@@ -79,6 +101,16 @@ def check_search_space(config):
         ValueError: A fixed key, mixed value types, or a value the config
             refuses.
     """
+    first, second = (task.weight for task in config.tasks)
+    low, high = config.tuning.weight_ratio
+    if first <= 0 or not low <= second / first <= high:
+        raise ValueError(
+            "The reference trial of a search has the config's own loss weights, "
+            f"so their ratio tasks[1].weight / tasks[0].weight = {second}/{first} "
+            f"must lie in tuning.weight_ratio = {[low, high]}. Widen "
+            "tuning.weight_ratio or set the task weights inside it. Received: "
+            f"tasks weights {[first, second]}, tuning.weight_ratio={[low, high]}"
+        )
     for key, values in config.tuning.choices.items():
         where = f"tuning.choices.{key}"
         if any(key == fixed or key.startswith(fixed + ".") for fixed in FIXED_KEYS):
@@ -135,23 +167,37 @@ class MultiTaskHyperModel(kt.HyperModel):
         self.config = config
         self.features = features
         self.baselines = baselines
+        # Which execution of a trial `build` builds (`SeededExecutions`).
+        self.execution = 0
 
     def declare(self, hp):
         """Declares the search space in `hp`; returns the sampled values."""
-        tuning = self.config.tuning
+        config, tuning = self.config, self.config.tuning
         low, high = tuning.weight_ratio
         values = {}
         if low == high:
             values["weight_ratio"] = hp.Fixed("weight_ratio", low)
         else:
-            values["weight_ratio"] = hp.Float("weight_ratio", low, high, sampling="log")
+            values["weight_ratio"] = hp.Float(
+                "weight_ratio",
+                low,
+                high,
+                sampling="log",
+                default=reference_ratio(config),
+            )
         if tuning.learning_rate:
             low, high = tuning.learning_rate
             values["learning_rate"] = hp.Float(
-                "learning_rate", low, high, sampling="log"
+                "learning_rate",
+                low,
+                high,
+                sampling="log",
+                default=_clip(config.train.learning_rate, low, high),
             )
         for key, choices in tuning.choices.items():
-            values[key] = hp.Choice(key, choices)
+            current = _get_key(config.to_dict(), key)
+            default = current if current in choices else None
+            values[key] = hp.Choice(key, choices, default=default)
         return values
 
     def trial_config(self, hp):
@@ -161,8 +207,9 @@ class MultiTaskHyperModel(kt.HyperModel):
 
     def build(self, hp):
         config = apply_values(self.config, self.declare(hp))
-        # Trials differ by their hyperparameters, not their initialisation.
-        keras.utils.set_random_seed(config.train.seed)
+        # Trials differ by their hyperparameters, not their initialisation;
+        # execution k of every trial starts from train.seed + k.
+        keras.utils.set_random_seed(config.train.seed + self.execution)
         # Inside the tuner's strategy scope: "auto" and the logical-CPU fallback.
         config = with_steps_per_execution(config, tf.distribute.get_strategy())
         return build_model(config, self.features)

@@ -2,7 +2,8 @@
 
 Every finished trial is a dot coloured by its loss-weight ratio; the Pareto
 front (trials no other trial beats on both tasks) is joined and ringed, the
-chosen trial is a star, and dashed lines mark the single-task baselines when
+reference trial (the config's own weights) is a square, the chosen trial is a
+star, and dashed lines mark the single-task baselines when
 they exist. Both axes point towards "better", so the best corner is always the
 top right. Needs matplotlib: `pip install "keras-mtl[plots]"`.
 """
@@ -119,6 +120,23 @@ def _draw_chosen(axes, points, key_x, key_y, ratio_key):
         )
 
 
+def _draw_reference(axes, points, key_x, key_y):
+    """The reference trial (the config's own loss weights) as a black square."""
+    for row in (row for row in points if row.get("reference")):
+        axes.scatter(
+            [row[key_x]],
+            [row[key_y]],
+            marker="s",
+            s=110,
+            facecolors="none",
+            edgecolors="black",
+            linewidths=1.5,
+            zorder=4,
+            label=f"reference: trial {row['trial']} (the config's weights)",
+        )
+        return
+
+
 def _draw_baselines(axes, baselines, task_x, metric_x, task_y, metric_y):
     axes.axvline(
         baselines[task_x.name][metric_x],
@@ -163,6 +181,7 @@ def plot_tradeoff(rows, tasks, path, *, baselines=None, title=None):
     )
     if front:
         _draw_front(axes, front, key_x, key_y)
+    _draw_reference(axes, points, key_x, key_y)
     _draw_chosen(axes, points, key_x, key_y, f"weight_{task_y.name}")
     if baselines:
         _draw_baselines(axes, baselines, task_x, metric_x, task_y, metric_y)

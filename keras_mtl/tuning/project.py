@@ -13,6 +13,7 @@ import tomllib
 from keras_mtl.config import config_from_dict, resolve_path
 from keras_mtl.training import run_dir_for
 from keras_mtl.tuning.results import rows_to_csv, rows_to_markdown
+from keras_mtl.tuning.selection import decision_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def record_search_start(project_dir, config, saved_search, objective_name):
     (project_dir / "search.json").write_text(json.dumps(search, indent=1))
 
 
-def write_results(project_dir, rows, config, objective, baselines):
+def write_results(project_dir, rows, config, objective, baselines, selection=None):
     """Writes the results table (CSV and Markdown) and the trade-off plot.
 
     Args:
@@ -67,6 +68,8 @@ def write_results(project_dir, rows, config, objective, baselines):
         config: The search's `keras_mtl.Config`.
         objective: The search's `keras_tuner.Objective`.
         baselines: The single-task baselines' validation metrics, or None.
+        selection: `keras_mtl.tuning.selection.select_trial`'s answer, shown
+            above the table in `results.md`.
 
     Returns:
         `{"csv": path, "markdown": path, "plot": path}`, without `"plot"` when
@@ -84,7 +87,13 @@ def write_results(project_dir, rows, config, objective, baselines):
         f"{config.name}: {config.tuning.tuner} search, objective {objective.name} "
         f"({objective.direction})"
     )
-    files["markdown"].write_text(rows_to_markdown(rows, f"# {title}"))
+    heading = f"# {title}"
+    if selection:
+        heading += "\n\n" + decision_markdown(selection, objective.name)
+        heading += (
+            "\nEvery trial (Pareto: non-dominated on both tasks' validation metrics):"
+        )
+    files["markdown"].write_text(rows_to_markdown(rows, heading))
     try:
         plot_tradeoff(
             rows, config.tasks, files["plot"], baselines=baselines, title=title

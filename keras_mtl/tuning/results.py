@@ -3,9 +3,12 @@
 Columns: `trial`, `status`, each task's loss weight (`weight_<task>`), the
 other tuned hyperparameters, each task's validation headline metric
 (`val_<task>_<metric>`, at the trial's best epoch), `val_unweighted_loss`,
-`val_delta_m` where baselines exist, `objective` (the trial's score),
-`best_epoch`, `pareto` (no other trial is at least as good on both tasks and
-better on one) and `chosen` (the best trial by the objective).
+`val_delta_m` where baselines exist, `objective` (the trial's score: the
+mean over its executions), `objective_runs` (each execution's value),
+`best_epoch`, `reference` (the trial with the config's own loss weights),
+`pareto` (no other trial is at least as good on both tasks' validation
+metrics and better on one) and `chosen` (the trial the search picked,
+`keras_mtl.tuning.selection`).
 """
 
 import csv
@@ -13,6 +16,8 @@ import io
 import math
 
 from keras_mtl import tasks as task_lib
+from keras_mtl.compat.keras_tuner_oracle import default_values
+from keras_mtl.tuning.executions import execution_values
 
 # Keras Tuner's bookkeeping hyperparameters (Hyperband) that are not choices.
 _HIDDEN = {"tuner/trial_id", "tuner/bracket", "tuner/round", "tuner/initial_epoch"}
@@ -64,12 +69,14 @@ def pareto_front(rows, tasks):
 def trial_rows(oracle, tasks, best_trial_id=None):
     """One dict per trial of `oracle`, in trial order (see the module table)."""
     names = [task.name for task in tasks]
+    reference = default_values(oracle.hyperparameters)
     metric_keys = [key for _, key, _ in task_metric_keys(tasks)]
     rows = []
     for trial_id in sorted(oracle.trials):
         trial = oracle.trials[trial_id]
         values = dict(trial.hyperparameters.values)
         row = {"trial": trial_id, "status": str(trial.status)}
+        is_reference = all(values.get(k) == v for k, v in reference.items())
         ratio = values.pop("weight_ratio", None)
         row[f"weight_{names[0]}"] = 1.0
         row[f"weight_{names[1]}"] = None if ratio is None else float(ratio)
@@ -80,7 +87,12 @@ def trial_rows(oracle, tasks, best_trial_id=None):
             if trial.metrics.exists(key):
                 row[key] = float(trial.metrics.get_last_value(key))
         row["objective"] = None if trial.score is None else float(trial.score)
+        metrics = {
+            name: trial.metrics.get_last_value(name) for name in trial.metrics.metrics
+        }
+        row["objective_runs"] = execution_values(metrics, oracle.objective.name)
         row["best_epoch"] = trial.best_step
+        row["reference"] = is_reference
         rows.append(row)
     front = set(pareto_front(rows, tasks))
     for row in rows:
@@ -103,6 +115,8 @@ def _cell(value):
         return "yes" if value else ""
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(_cell(item) for item in value)
     return str(value)
 
 

@@ -33,12 +33,14 @@ from pathlib import Path
 import keras
 import keras_tuner as kt
 
+from keras_mtl.compat.keras_tuner_oracle import propose_defaults_first
 from keras_mtl.config import Config
 from keras_mtl.data import load_datasets
 from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation.baselines import load_baselines, train_baselines
 from keras_mtl.evaluation.report import EvaluationReport, evaluation_report
-from keras_mtl.tuning.best_model import export_best, load_best_model
+from keras_mtl.tuning.best_model import export_best, load_trial_model
+from keras_mtl.tuning.executions import SeededExecutions
 from keras_mtl.tuning.hypermodel import MultiTaskHyperModel, check_search_space
 from keras_mtl.tuning.objectives import resolve_objective
 from keras_mtl.tuning.project import (
@@ -49,6 +51,7 @@ from keras_mtl.tuning.project import (
     write_results,
 )
 from keras_mtl.tuning.results import trial_rows
+from keras_mtl.tuning.selection import select_trial
 
 logger = logging.getLogger(__name__)
 
@@ -65,11 +68,12 @@ class SearchResult(typing.NamedTuple):
     project_dir: Path
     objective: str
     rows: list = []
-    best_trial: str | None = None
+    best_trial: str | None = None  # The chosen trial (`tuning.selection`).
     best_config: Config | None = None
     report: EvaluationReport | None = None
     export_path: Path | None = None
     files: dict = {}
+    selection: dict = {}  # `keras_mtl.tuning.selection.select_trial`'s answer.
 
 
 def distributed_role():
@@ -98,7 +102,10 @@ def make_tuner(config, hypermodel, objective, *, strategy=None, overwrite=False)
         overwrite: Start over instead of resuming the project.
 
     Returns:
-        A `keras_tuner.RandomSearch`, `BayesianOptimization` or `Hyperband`.
+        A `keras_tuner.RandomSearch`, `BayesianOptimization` or `Hyperband`
+        whose trials run their executions with seeds `train.seed + k` and
+        record each one's objective (`SeededExecutions`), and whose oracle
+        proposes the reference trial (the config's own values) first.
     """
     tuning = config.tuning
     project_dir = project_dir_for(config)
@@ -113,13 +120,10 @@ def make_tuner(config, hypermodel, objective, *, strategy=None, overwrite=False)
         "overwrite": overwrite,
     }
     if tuning.tuner == "hyperband":
-        tuner = kt.Hyperband(
+        tuner = _Hyperband(
             max_epochs=config.train.epochs, factor=tuning.hyperband_factor, **common
         )
-        if isinstance(tuner.oracle, kt.Oracle):  # Not a distributed worker's client.
-            tuner.oracle.max_trials = tuning.max_trials
-        return tuner
-    if tuning.tuner == "bayesian":
+    elif tuning.tuner == "bayesian":
         try:
             import scipy  # noqa: F401
         except ImportError:
@@ -127,8 +131,26 @@ def make_tuner(config, hypermodel, objective, *, strategy=None, overwrite=False)
                 "tuning.tuner='bayesian' needs scipy. Install it with "
                 '`pip install "keras-mtl[tuning]"`.'
             ) from None
-        return kt.BayesianOptimization(max_trials=tuning.max_trials, **common)
-    return kt.RandomSearch(max_trials=tuning.max_trials, **common)
+        tuner = _BayesianOptimization(max_trials=tuning.max_trials, **common)
+    else:
+        tuner = _RandomSearch(max_trials=tuning.max_trials, **common)
+    if isinstance(tuner.oracle, kt.Oracle):  # Not a distributed worker's client.
+        tuner.oracle.max_trials = tuning.max_trials
+        propose_defaults_first(tuner.oracle)
+    return tuner
+
+
+# Keras Tuner's tuners, each execution of a trial seeded and recorded.
+class _RandomSearch(SeededExecutions, kt.RandomSearch):
+    pass
+
+
+class _BayesianOptimization(SeededExecutions, kt.BayesianOptimization):
+    pass
+
+
+class _Hyperband(SeededExecutions, kt.Hyperband):
+    pass
 
 
 def _baselines_for(config, role, datasets, strategy, verbose):
@@ -282,32 +304,47 @@ def run_search(
 
 
 def _finish(search, datasets, role, export):
-    """The chief's (or a single machine's) end of a search: the results
-    files, then the best model evaluated, exported and recorded."""
+    """The chief's (or a single machine's) end of a search: the choice by
+    `tuning.selection`, the results files, then the chosen trial's model
+    evaluated, exported and recorded."""
     config, objective, tuner = search.config, search.objective, search.tuner
     project_dir = project_dir_for(config)
-    best_trials = tuner.oracle.get_best_trials(1)
-    best_trial = best_trials[0].trial_id if best_trials else None
-    rows = trial_rows(tuner.oracle, config.tasks, best_trial)
-    files = write_results(project_dir, rows, config, objective, search.baselines)
-    result = SearchResult(
-        role, tuner, project_dir, objective.name, rows, best_trial, files=files
+    rows = trial_rows(tuner.oracle, config.tasks)
+    selection = select_trial(rows, objective.direction, config.tuning.selection)
+    chosen = selection["chosen"]
+    for row in rows:
+        row["chosen"] = row["trial"] == chosen
+    logger.info("Selection: %s", selection["decision"])
+    files = write_results(
+        project_dir, rows, config, objective, search.baselines, selection
     )
-    if best_trial is None:
+    result = SearchResult(
+        role,
+        tuner,
+        project_dir,
+        objective.name,
+        rows,
+        chosen,
+        files=files,
+        selection=selection,
+    )
+    if chosen is None:
         logger.warning("No trial finished; nothing to export.")
         return result
-    best_config = search.hypermodel.trial_config(best_trials[0].hyperparameters)
-    model = load_best_model(tuner, best_trial, project_dir)
+    trial = tuner.oracle.get_trial(chosen)
+    best_config = search.hypermodel.trial_config(trial.hyperparameters)
+    model = load_trial_model(tuner, trial, project_dir)
     report = evaluation_report(model, datasets, best_config)
     export_path = export_best(
         project_dir,
         model,
-        best_trials[0],
+        trial,
         best_config,
         datasets,
         report,
         objective=objective,
         export=export,
+        selection=selection,
     )
     return result._replace(
         best_config=best_config, report=report, export_path=export_path
