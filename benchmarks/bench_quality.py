@@ -176,7 +176,7 @@ def seed_runs(preset, overrides, fraction_list, method_names, seed, work):
     return outcome
 
 
-def fraction_section(preset, config, fraction, outcomes, seconds):
+def fraction_section(preset, config, fraction, outcomes, seconds, prefix="quality"):
     """One label fraction: the seeds' runs in one table, its plot and verdict."""
     task = config.tasks[1]
     runs, records, extra = {}, {t.name: {} for t in config.tasks}, {}
@@ -193,7 +193,7 @@ def fraction_section(preset, config, fraction, outcomes, seconds):
     )
     for row in comparison.rows:
         row["weights_known"] = row[f"{task.name}_weight"] is not None
-    stem = f"quality_{preset}_{task.name}_{fraction:g}".replace(".", "_")
+    stem = f"{prefix}_{preset}_{task.name}_{fraction:g}".replace(".", "_")
     comparison.plot(
         harness.RESULTS / stem,
         title=f"{preset}, {task.name} labelled on {fraction:.0%} of training rows",
@@ -206,7 +206,9 @@ def fraction_section(preset, config, fraction, outcomes, seconds):
     return text, {"seconds": seconds, **comparison.to_dict()}
 
 
-def run_sections(preset, overrides, fraction_list, method_names, seed_list):
+def run_sections(
+    preset, overrides, fraction_list, method_names, seed_list, prefix="quality"
+):
     """Every label fraction over every seed, the seeds side by side.
 
     The runs of a small model are bound by per-step overhead more than by
@@ -230,7 +232,7 @@ def run_sections(preset, overrides, fraction_list, method_names, seed_list):
     sections, results = [], {}
     for fraction in fraction_list:
         text, results[str(fraction)] = fraction_section(
-            preset, config, fraction, outcomes, total
+            preset, config, fraction, outcomes, total, prefix
         )
         sections.append(text)
     budget = (
