@@ -10,6 +10,7 @@ import argparse
 import importlib
 import json
 import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,7 +26,11 @@ def run_one(name, quick):
     # every few calls; the warnings say nothing about the measurements.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     module = importlib.import_module(f"bench_{name}")
+    # The 1-minute load average before and after: on a shared machine it says
+    # how far to trust a speed ratio.
+    before = os.getloadavg()[0]
     result = module.run(quick=quick)
+    result["load_before_after"] = [before, os.getloadavg()[0]]
     harness.write_result(name, result)
 
 
@@ -47,12 +52,20 @@ def write_summary():
             f"`python benchmarks/run_all.py {record['name']}` on {record['created']}: "
             f"{machine['cpu']}, {machine['cores']} cores, {machine['memory_gib']} GiB, "
             f"GPUs: {machine['gpus'] or 'none'}; "
-            + ", ".join(f"{k} {v}" for k, v in machine["versions"].items()),
+            + ", ".join(f"{k} {v}" for k, v in machine["versions"].items())
+            + _load_average(record),
             "",
             record["markdown"],
             "",
         ]
     (harness.RESULTS / "SUMMARY.md").write_text("\n".join(lines))
+
+
+def _load_average(record):
+    if "load_before_after" not in record:
+        return ""
+    before, after = record["load_before_after"]
+    return f"; load average {before:.1f} before, {after:.1f} after"
 
 
 def main():

@@ -10,8 +10,8 @@
 Logical CPUs let the N-replica path run for real on a CPU-only machine. They
 must be configured before TensorFlow starts its runtime: `make_strategy` does
 it when it can and otherwise says what to do. There `train.jit_compile` is
-refused, and `train.steps_per_execution > 1` runs one step per call with a
-warning (`keras_mtl.steps_per_execution`).
+refused, and `train.steps_per_execution` runs one step per call, said in
+one line (`keras_mtl.steps_per_execution`).
 """
 
 import tensorflow as tf

@@ -10,14 +10,19 @@ one step per call; `tests/test_steps_per_execution.py` checks it for every
 registered method. Batch hooks see the logs of the last step of each call
 (running means), so `TerminateOnNaN` stops at most that many steps later.
 
-`"auto"` is `AUTO_STEPS`, capped at the steps of an epoch: on the adult MLP
-(2 ms steps, 2 CPU cores) 8 to 32 steps per call made the training steps
-15-30% faster; on the shapes CNN (70 ms steps) it changed nothing measurable
-(benchmarks/bench_training.py). Keras 3.15 has no `"auto"` of its own.
+`"auto"`, the default, is `AUTO_STEPS`, capped at the steps of an epoch
+when they are known (`train` knows them; `build_model` alone does not).
+`compile_model` resolves it, since `model.compile` takes integers only
+(Keras 3.15 has no `"auto"` of its own). The default was chosen by
+`benchmarks/run_all.py training`: on the adult MLP (2-3 ms steps, 2 CPU
+cores) whole epochs ran 1.5-1.7x as fast as with one step per call, and on
+the shapes CNN (30 ms steps) 1.0-1.1x.
 
-Under `MirroredStrategy` on logical CPU devices TensorFlow 2.21 fails with
+Under `MirroredStrategy` on logical CPU devices, and under
+`MultiWorkerMirroredStrategy` on CPU workers, TensorFlow 2.21 fails with
 more than one step per call ("must feed a value for placeholder"); there
-`resolve_steps_per_execution` warns in one line and runs one step per call.
+`resolve_steps_per_execution` says so in one line (a warning for an integer
+that asked for more, an info line for `"auto"`) and runs one step per call.
 """
 
 import dataclasses
@@ -31,10 +36,16 @@ AUTO_STEPS = 16
 
 
 def on_logical_cpus(strategy):
-    """Whether `strategy` mirrors over several CPU devices of one process."""
+    """Whether `strategy` mirrors its replicas over CPU devices only: logical
+    CPUs of one process (`MirroredStrategy`) or CPU workers
+    (`MultiWorkerMirroredStrategy`)."""
     if strategy is None or strategy.num_replicas_in_sync < 2:
         return False
-    if not isinstance(strategy, tf.distribute.MirroredStrategy):
+    mirrored = (
+        tf.distribute.MirroredStrategy,
+        tf.distribute.MultiWorkerMirroredStrategy,
+    )
+    if not isinstance(strategy, mirrored):
         return False
     devices = strategy.extended.worker_devices
     return all("CPU" in device.upper() for device in devices)
@@ -56,9 +67,11 @@ def resolve_steps_per_execution(value, strategy=None, steps_per_epoch=None):
     if value == "auto" and steps_per_epoch:
         steps = max(1, min(steps, int(steps_per_epoch)))
     if steps > 1 and on_logical_cpus(strategy):
-        logger.warning(
+        log = logger.info if value == "auto" else logger.warning
+        log(
             "train.steps_per_execution=%r: TensorFlow 2.21 cannot run several steps "
-            "per call under MirroredStrategy on logical CPU devices; running 1.",
+            "per call under a mirrored strategy on CPU devices (logical CPUs or "
+            "CPU workers); running 1.",
             value,
         )
         return 1

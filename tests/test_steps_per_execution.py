@@ -50,8 +50,21 @@ def test_logical_cpus_fall_back_to_one_step_with_a_warning(tiny_config, caplog):
         assert resolve_steps_per_execution(8, strategy) == 1
     (record,) = caplog.records
     assert "\n" not in record.getMessage()
-    assert "logical CPU devices; running 1" in record.getMessage()
+    assert "on CPU devices (logical CPUs or CPU workers); running 1" in (
+        record.getMessage()
+    )
     assert resolve_steps_per_execution(1, strategy) == 1
+
+
+def test_the_default_is_auto_and_build_model_resolves_it(caplog):
+    """`model.compile` takes integers: `build_model` gives it one, and on
+    logical CPUs 1, saying so in one line."""
+    assert keras_mtl.load_config("adult").train.steps_per_execution == "auto"
+    assert helpers.build().steps_per_execution == AUTO_STEPS
+    with caplog.at_level(logging.INFO, "keras_mtl.steps_per_execution"):
+        assert helpers.build(replicas=2).steps_per_execution == 1
+    (record,) = caplog.records
+    assert record.levelno == logging.INFO and "running 1" in record.getMessage()
 
 
 @pytest.mark.parametrize("value", ["auto", 1, 32])

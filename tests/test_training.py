@@ -73,7 +73,8 @@ class PoisonHead2(keras.callbacks.Callback):
 def test_a_nan_loss_stops_training_and_names_the_task(tiny_config):
     with pytest.raises(keras_mtl.TrainingDivergedError) as error:
         keras_mtl.train(
-            tiny_config.replace(["train.epochs=3"]),
+            # One step per call: the NaN shows at the second step, epoch 1.
+            tiny_config.replace(["train.epochs=3", "train.steps_per_execution=1"]),
             callbacks=[PoisonHead2()],
             verbose=0,
         )

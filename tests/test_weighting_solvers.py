@@ -160,8 +160,11 @@ class StepWeights(keras.callbacks.Callback):
 
 
 def test_nash_mtl_reuses_its_weights_between_updates():
-    model = build("nash_mtl", extra=["weighting.nash_mtl_update_every=2"])
-    steps = StepWeights()
+    model = build(
+        "nash_mtl",
+        extra=["weighting.nash_mtl_update_every=2", "train.steps_per_execution=1"],
+    )
+    steps = StepWeights()  # Sees every step: one step per call.
     model.fit(dataset(), epochs=1, verbose=0, callbacks=[steps])
     weights = np.array(steps.weights)
     np.testing.assert_array_equal(weights[0], weights[1])

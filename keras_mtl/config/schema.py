@@ -121,7 +121,7 @@ class TrainConfig:
     jit_compile: bool = False
     # Training steps per compiled call: an integer, or "auto"
     # (keras_mtl.steps_per_execution).
-    steps_per_execution: int | str = 1
+    steps_per_execution: int | str = "auto"
     shuffle: bool = True
     seed: int = 0
     early_stopping_patience: int = 0

@@ -5,7 +5,7 @@ missing and hidden labels, per-task sample weights, target scales).
 
 With `data.cache = true` (the default) each split is read once and held in
 memory as stacked tensors; every epoch shuffles the indices of the whole split
-and gathers each batch in one op. With `data.cache = false` the split streams
+and gathers its batches from them (`_batches_from_memory`). With `data.cache = false` the split streams
 from its source through a `data.shuffle_buffer`-element shuffle buffer, for
 data larger than memory.
 
@@ -76,41 +76,84 @@ class Datasets:
     labelled: dict = dataclasses.field(default_factory=dict)
 
 
+# A split up to this size gathers a whole epoch in one op per feature; a larger
+# one gathers batch by batch, so that an epoch never holds a second copy of it.
+EPOCH_GATHER_BYTES = 64 << 20
+
+
 def _batches_from_memory(dataset, count, batch_size, drop_remainder, shuffle_seed):
-    """Batches gathered from the whole split held in memory as stacked tensors.
+    """Batches cut from the whole split held in memory as stacked tensors.
 
     Each epoch draws one permutation of the split's indices (a stateless
-    shuffle, seeded from a stream that gives a new seed each epoch), cuts it
-    into batches of indices, and gathers each batch in one op per feature.
-    Shuffling and batching `count` dicts of tensors one element at a time
-    instead took a third or more of each step of a small model on 2 CPU cores
-    (benchmarks/bench_pipeline.py). It holds what `Dataset.cache()` would
-    hold, and shuffles the whole split each epoch (no shuffle buffer).
+    shuffle, seeded from a stream that gives a new seed each epoch) and cuts
+    it into batches. Shuffling and batching `count` dicts of tensors one
+    element at a time instead took a third or more of each step of a small
+    model on 2 CPU cores. It holds what `Dataset.cache()` would hold, and
+    shuffles the whole split each epoch (no shuffle buffer).
+
+    Keras makes a new iterator every epoch, and every `map` function of the
+    pipeline is instantiated (and optimised by grappler) anew for it: about
+    6-10 ms of CPU per function and per epoch, most of what separated an
+    adult epoch from the same batches in memory
+    (benchmarks/bench_pipeline.py). So unshuffled splits use no function at
+    all (batches are slices of the stacked tensors), and a shuffled split
+    that fits in `EPOCH_GATHER_BYTES` uses one: it gathers the epoch's
+    permutation once per feature and slices the batches from it.
     """
     tensors = dataset.batch(count).get_single_element()
+    if shuffle_seed is None:
+        return _in_order_batches(tensors, count, batch_size, drop_remainder)
+    # Shuffled batches are training batches: they always drop the rest.
+    steps = count // batch_size
+
+    def permutation(seed):
+        order = tf.random.experimental.stateless_shuffle(
+            tf.range(count, dtype=tf.int64), seed=tf.stack([seed, 0])
+        )
+        return order[: steps * batch_size]
 
     def gather(index):
         return tf.nest.map_structure(lambda t: tf.gather(t, index), tensors)
 
-    if shuffle_seed is None:
-        batches = tf.data.Dataset.range(count).batch(
-            batch_size, drop_remainder=drop_remainder
-        )
-    else:
-        # Shuffled batches are training batches: they always drop the rest.
-        steps = count // batch_size
+    seeds = tf.data.Dataset.random(
+        seed=shuffle_seed, rerandomize_each_iteration=True
+    ).take(1)
+    if _nbytes(tensors) > EPOCH_GATHER_BYTES:
+        index = seeds.map(lambda seed: tf.reshape(permutation(seed), [steps, -1]))
+        return index.unbatch().map(gather, num_parallel_calls=tf.data.AUTOTUNE)
 
-        def permutation(seed):
-            order = tf.random.experimental.stateless_shuffle(
-                tf.range(count, dtype=tf.int64), seed=tf.stack([seed, 0])
-            )
-            return tf.reshape(order[: steps * batch_size], [steps, batch_size])
-
-        seeds = tf.data.Dataset.random(
-            seed=shuffle_seed, rerandomize_each_iteration=True
+    def epoch(seed):
+        batches = tf.nest.map_structure(
+            lambda t: tf.reshape(t, [steps, batch_size, *t.shape[1:]]),
+            gather(permutation(seed)),
         )
-        batches = seeds.take(1).map(permutation).unbatch()
-    return batches.map(gather, num_parallel_calls=tf.data.AUTOTUNE)
+        return tf.data.Dataset.from_tensor_slices(batches)
+
+    return seeds.flat_map(epoch).apply(tf.data.experimental.assert_cardinality(steps))
+
+
+def _in_order_batches(tensors, count, batch_size, drop_remainder):
+    """The split's batches in order, sliced from its stacked tensors."""
+    steps, rest = divmod(count, batch_size)
+    full = steps * batch_size
+
+    def cut(t):
+        return tf.reshape(t[:full], [steps, batch_size, *t.shape[1:]])
+
+    batches = tf.data.Dataset.from_tensor_slices(tf.nest.map_structure(cut, tensors))
+    if rest and not drop_remainder:
+        last = tf.nest.map_structure(lambda t: t[full:], tensors)
+        batches = batches.concatenate(tf.data.Dataset.from_tensors(last))
+    return batches
+
+
+def _nbytes(tensors):
+    def size(t):
+        if t.dtype == tf.string:
+            return int(tf.reduce_sum(tf.strings.length(t))) + 8 * int(tf.size(t))
+        return int(tf.size(t)) * t.dtype.size
+
+    return sum(size(t) for t in tf.nest.flatten(tensors))
 
 
 def load_datasets(config, replicas=1):

@@ -23,6 +23,7 @@ from keras_mtl.models.mmoe import MMoETrunk
 from keras_mtl.models.multi_task_model import MultiTaskModel
 from keras_mtl.models.ple import PLETrunk
 from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
+from keras_mtl.steps_per_execution import resolve_steps_per_execution
 
 TRUNKS = {"cnn": ConvTrunk, "mlp": MLPTrunk, "mmoe": MMoETrunk, "ple": PLETrunk}
 
@@ -140,7 +141,11 @@ def compile_model(model, config, tasks=None, scales=None):
         ),
         metrics={task.name: task_lib.make_metrics(task) for task in tasks},
         jit_compile=config.train.jit_compile,
-        steps_per_execution=config.train.steps_per_execution,
+        # "auto" (the default) becomes a number here, for callers of
+        # `build_model` as for `train`; 1 on logical CPU devices.
+        steps_per_execution=resolve_steps_per_execution(
+            config.train.steps_per_execution, tf.distribute.get_strategy()
+        ),
     )
     if not multi_task:
         return model
