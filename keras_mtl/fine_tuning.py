@@ -49,7 +49,7 @@ def training_phases(config):
     ]
 
 
-def enter_phase(model, config, phase, scales=None):
+def enter_phase(model, config, phase, scales=None, tasks=None):
     """Sets the Trunk's trainable state and compiles `model` for `phase`.
 
     The loss weighting (and its learned or accumulated state) is kept; the
@@ -61,6 +61,8 @@ def enter_phase(model, config, phase, scales=None):
         config: A `keras_mtl.Config`.
         phase: A `Phase` of `training_phases(config)`.
         scales: The regression targets' `TargetScale`s (as `build_model`).
+        tasks: The model's tasks (one for a single-task baseline); default
+            `config.tasks`.
     """
     from keras_mtl.models import compile_model
 
@@ -71,7 +73,9 @@ def enter_phase(model, config, phase, scales=None):
     set_trunk_trainable(model.get_layer("trunk"), phase.trunk_trainable, pretrained)
     phase_config = config.replace([f"train.learning_rate={phase.learning_rate!r}"])
     with model.distribute_strategy.scope():
-        compile_model(model, phase_config, scales=scales, weighting=model.weighting)
+        compile_model(
+            model, phase_config, tasks, scales=scales, weighting=model.weighting
+        )
         model.optimizer.build(model.trainable_variables)
 
 
