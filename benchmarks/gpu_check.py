@@ -255,6 +255,44 @@ def compare(one, many, tolerance):
     return differences, all(d <= tolerance for d in differences.values())
 
 
+def summary_record(report):
+    """`report` with what `benchmarks/run_all.py` needs to list it in
+    SUMMARY.md: name, machine, creation time, title and a markdown table."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import harness
+
+    rows = [
+        [
+            run["replicas"],
+            len(run["devices"]),
+            run["images_per_second"],
+        ]
+        for run in report["runs"]
+    ]
+    differences = ", ".join(
+        f"{task} {value:.1e}"
+        for task, value in report["loss_relative_differences"].items()
+    )
+    markdown = (
+        f"`{report['command'].strip()}`: {report['trunk']}, "
+        f"{report['image_size']}x{report['image_size']} images, global batch "
+        f"{report['global_batch']}, on {report['device_kind']} "
+        f"{report['physical_devices']}. {report['note']}\n\n"
+        + harness.markdown_table(["replicas", "devices", "images/s"], rows)
+        + f"\n\nScaling ratio (N / 1): {report['scaling_ratio']}. Largest "
+        f"relative per-task loss difference 1 vs N: {differences} (tolerance "
+        f"{report['tolerance']}): {'PASS' if report['passed'] else 'FAIL'}."
+    )
+    return {
+        "name": "gpu",
+        "machine": harness.machine(),
+        "created": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "title": "GPU check: MirroredStrategy on 1 and N devices",
+        "markdown": markdown,
+        **report,
+    }
+
+
 def main(argv=None):
     args = parse_args(argv)
     started = time.perf_counter()
@@ -323,6 +361,7 @@ def main(argv=None):
         "tolerance": tolerance,
         "seconds": round(time.perf_counter() - started, 1),
     }
+    report = summary_record(report)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=1) + "\n")
