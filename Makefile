@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: venv demo test lint format bench notebooks clean
+.PHONY: venv demo test lint format bench gpu-check notebooks clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,11 @@ test: venv lint
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
+
+# MirroredStrategy on 1 and N devices (GPUs, or 2 logical CPUs): replica
+# invariance and images/s -> benchmarks/results/gpu.json (docs/training.md, "The GPU check").
+gpu-check: venv
+	$(BIN)/python benchmarks/gpu_check.py
 
 notebooks: venv
 	$(BIN)/python notebooks/run_notebooks.py

@@ -47,8 +47,10 @@ from keras_mtl.callbacks import (
 )
 from keras_mtl.config import config_from_dict
 from keras_mtl.data import load_datasets
+from keras_mtl.data.features import normalized_targets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
 from keras_mtl.distribute import describe_strategy, make_strategy
+from keras_mtl.fine_tuning import enter_phase, merge_histories, training_phases
 from keras_mtl.lr_schedule import schedule_callbacks
 from keras_mtl.models import build_model
 from keras_mtl.multi_worker import (
@@ -258,11 +260,10 @@ def _fit(config, datasets, strategy, callbacks, verbose):
         datasets.sizes,
     )
     steps = int(datasets.train.cardinality())
-    model = build_model(
-        with_steps_per_execution(config, strategy, steps if steps > 0 else None),
-        datasets.features,
-        strategy=strategy,
+    fit_config = with_steps_per_execution(
+        config, strategy, steps if steps > 0 else None
     )
+    model = build_model(fit_config, datasets.features, strategy=strategy)
     with chief_or_scratch_dir(run_dir, strategy) as write_dir:
         all_callbacks = default_callbacks(
             config, write_dir, resuming, backup_dir=run_dir / "backup"
@@ -272,23 +273,77 @@ def _fit(config, datasets, strategy, callbacks, verbose):
         fractions = LabelledFractions(datasets.labelled, datasets.sizes)
         if fractions.incomplete:
             all_callbacks.insert(0, fractions)
+        finished = backup_epoch(run_dir / "backup") if resuming else 0
         if resuming:
-            _keep_history_until(
-                write_dir / "history.csv", backup_epoch(run_dir / "backup")
-            )
+            _keep_history_until(write_dir / "history.csv", finished)
+        histories = []
         with stop_on_sigterm():
             try:
-                history = model.fit(
-                    datasets.train,
-                    validation_data=datasets.validation,
-                    epochs=config.train.epochs,
-                    callbacks=all_callbacks,
-                    verbose=verbose,
-                    shuffle=False,  # The pipeline shuffles.
-                )
+                for phase in _phases_to_run(config, finished):
+                    if phase.first_epoch > 0:  # build_model made phase 1's model.
+                        _enter_next_phase(model, fit_config, phase, datasets)
+                    history = _fit_phase(
+                        model,
+                        datasets,
+                        phase,
+                        all_callbacks,
+                        verbose,
+                        after_phase=bool(histories),
+                        last=phase.last_epoch == config.train.epochs,
+                    )
+                    histories.append(history)
+                    if _diverged(all_callbacks):
+                        break
             except BaseException:  # Ctrl-C, SIGTERM, a failing callback.
                 save_unsaved(all_callbacks, logger)
                 raise
         _write_history_json(write_dir)
+    history = merge_histories(histories)
     _raise_if_diverged(all_callbacks, history, run_dir)
     return TrainResult(model, history, run_dir)
+
+
+def _phases_to_run(config, finished):
+    """The `training_phases` not finished before a resume at epoch `finished`
+    (at least the last one, whose `fit` restores the backup)."""
+    phases = training_phases(config)
+    return [p for p in phases if p.last_epoch > finished] or phases[-1:]
+
+
+def _diverged(callbacks):
+    return any(isinstance(c, TerminateOnNaN) and c.bad_losses for c in callbacks)
+
+
+def _enter_next_phase(model, config, phase, datasets):
+    logger.info(
+        "Epoch %d: the Trunk %s, learning rate %g",
+        phase.first_epoch,
+        "trains" if phase.trunk_trainable else "is frozen",
+        phase.learning_rate,
+    )
+    enter_phase(model, config, phase, normalized_targets(config, datasets.features))
+
+
+def _fit_phase(model, datasets, phase, callbacks, verbose, after_phase, last):
+    """`model.fit` over the epochs of `phase`.
+
+    The backup is kept at the end of a phase that another follows, and, when
+    that phase ran in this process (`after_phase`), written again in the
+    next phase's layout (its new optimizer) before the next phase starts.
+    """
+    for callback in callbacks:
+        if isinstance(callback, MultiWorkerBackupAndRestore):
+            callback.delete_checkpoint = last
+            if after_phase:
+                callback.save_backup(phase.first_epoch)
+        if isinstance(callback, keras.callbacks.CSVLogger) and phase.first_epoch:
+            callback.append = True
+    return model.fit(
+        datasets.train,
+        validation_data=datasets.validation,
+        initial_epoch=phase.first_epoch,
+        epochs=phase.last_epoch,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,  # The pipeline shuffles.
+    )

@@ -95,7 +95,7 @@ def test_a_bad_argument_through_the_console_script():
     (line,) = own_lines(result.stderr)
     assert line.startswith("keras-mtl train: error: ")
     assert line.endswith(
-        "`model.trunk` must be one of ['mlp', 'cnn', 'mmoe', 'ple']. Received: model.trunk='resnet'"
+        "`model.trunk` must be one of ['mlp', 'cnn', 'mmoe', 'ple', 'keras.applications.<Name>', 'keras_hub:<preset>']. Received: model.trunk='resnet'"
     )
 
 

@@ -75,7 +75,7 @@ def test_unknown_key_names_key_file_and_known_keys(tmp_path):
         ("train.learning_rate=-1", "`train.learning_rate` must be a number > 0"),
         (
             "model.trunk='resnet'",
-            "`model.trunk` must be one of ['mlp', 'cnn', 'mmoe', 'ple']",
+            "`model.trunk` must be one of ['mlp', 'cnn', 'mmoe', 'ple', 'keras.applications.<Name>', 'keras_hub:<preset>']",
         ),
         ("train.strategy=tpu", "`train.strategy` must be one of"),
         ("tasks.0.kind=ranking", "`tasks.0.kind` must be one of"),

@@ -88,7 +88,16 @@ class TaskConfig:
 class ModelConfig:
     """The trunk and the two heads."""
 
+    # "cnn", "mlp", "mmoe", "ple", "keras.applications.<Name>" or
+    # "keras_hub:<preset>" (keras_mtl.models.backbones).
     trunk: str = "cnn"
+    # A backbone's weights: "pretrained" (ImageNet / the preset's), "imagenet",
+    # "none" (random) or the path of a weights file.
+    trunk_weights: str = "pretrained"
+    # False freezes the Trunk for the whole run (train.freeze_epochs: the first N).
+    trunk_trainable: bool = True
+    # The pixel range the model is fed: "0-255" or "0-1".
+    image_range: str = "0-255"
     width: int = 32
     depth: int = 3
     head_units: int = 64
@@ -122,6 +131,10 @@ class TrainConfig:
     # Training steps per compiled call: an integer, or "auto"
     # (keras_mtl.steps_per_execution).
     steps_per_execution: int | str = "auto"
+    # Two phases: the heads alone (Trunk frozen) for freeze_epochs epochs, then
+    # the whole model at fine_tune_learning_rate (keras_mtl.fine_tuning).
+    freeze_epochs: int = 0
+    fine_tune_learning_rate: float = 1e-5
     shuffle: bool = True
     seed: int = 0
     early_stopping_patience: int = 0

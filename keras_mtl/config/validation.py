@@ -19,6 +19,8 @@ AUGMENTATIONS = (
 )
 TASK_KINDS = ("multiclass", "binary", "regression")
 TRUNKS = ("mlp", "cnn", "mmoe", "ple")
+BACKBONE_TRUNKS = ("keras.applications.<Name>", "keras_hub:<preset>")
+IMAGE_RANGES = ("0-255", "0-1")
 HEAD2_INPUTS = ("features", "features+prediction", "esmm", "aitm")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker")
 LR_SCHEDULES = ("none", "cosine", "plateau")
@@ -62,6 +64,14 @@ def validate(config, source):
     _validate_model(config.model, source)
     _validate_link(config, source)
     _validate_train(config.train, source)
+    if config.train.freeze_epochs and not config.model.trunk_trainable:
+        _fail(
+            source,
+            "train.freeze_epochs",
+            "0 when model.trunk_trainable=false (the Trunk stays frozen; "
+            "freeze_epochs unfreezes it after N epochs)",
+            config.train.freeze_epochs,
+        )
     _validate_weighting(config, source)
     _validate_tuning(config.tuning, source)
     _validate_export(config.export, source)
@@ -180,7 +190,7 @@ def _validate_labels(config, source):
 
 
 def _validate_model(model, source):
-    _one_of(source, "model.trunk", model.trunk, TRUNKS)
+    _validate_trunk(model, source)
     _one_of(source, "model.head2_input", model.head2_input, HEAD2_INPUTS)
     keys = ("width", "depth", "head_units", "head_depth", "experts", "expert_units")
     for key in (*keys, "ple_levels"):
@@ -189,6 +199,43 @@ def _validate_model(model, source):
     _at_least(source, "model.aitm_calibration", model.aitm_calibration, 0.0)
     if not 0.0 <= model.dropout < 1.0:
         _fail(source, "model.dropout", "in [0, 1)", model.dropout)
+
+
+def _validate_trunk(model, source):
+    _one_of(source, "model.image_range", model.image_range, IMAGE_RANGES)
+    if not model.trunk.startswith(("keras.applications.", "keras_hub:")):
+        _one_of(source, "model.trunk", model.trunk, (*TRUNKS, *BACKBONE_TRUNKS))
+        if model.trunk_weights not in ("pretrained", "none"):
+            _fail(
+                source,
+                "model.trunk_weights",
+                f"'pretrained' (the default) for model.trunk={model.trunk!r}: "
+                "weights are loaded into keras.applications.<Name> and "
+                "keras_hub:<preset> trunks only",
+                model.trunk_weights,
+            )
+        return
+    name = model.trunk.split(":", 1)[1] if ":" in model.trunk else ""
+    if model.trunk.startswith("keras.applications."):
+        from keras_mtl.models.backbones import application_names
+
+        name = model.trunk.removeprefix("keras.applications.")
+        if name not in application_names():
+            _fail(
+                source,
+                "model.trunk",
+                f"keras.applications.<Name> with <Name> one of {application_names()}",
+                model.trunk,
+            )
+    if not name:
+        _fail(source, "model.trunk", "keras_hub:<preset name or directory>", "")
+    if not model.trunk_weights:
+        _fail(
+            source,
+            "model.trunk_weights",
+            "'pretrained', 'imagenet', 'none' or a weights file path",
+            model.trunk_weights,
+        )
 
 
 def _validate_link(config, source):
@@ -224,6 +271,7 @@ def _validate_train(train, source):
     _validate_steps_per_execution(train.steps_per_execution, source)
     _at_least(source, "train.replicas", train.replicas, 0)
     _at_least(source, "train.early_stopping_patience", train.early_stopping_patience, 0)
+    _validate_freeze(train, source)
     _at_least(source, "train.backup_every_seconds", train.backup_every_seconds, 0.0)
     if not train.learning_rate > 0 or not math.isfinite(train.learning_rate):
         _fail(source, "train.learning_rate", "a number > 0", train.learning_rate)
@@ -254,6 +302,21 @@ def _validate_train(train, source):
             "replica gets an equal share of each batch",
             train.batch_size,
         )
+
+
+def _validate_freeze(train, source):
+    _at_least(source, "train.freeze_epochs", train.freeze_epochs, 0)
+    if train.freeze_epochs and train.freeze_epochs >= train.epochs:
+        _fail(
+            source,
+            "train.freeze_epochs",
+            f"< train.epochs={train.epochs} (the epochs after them fine-tune the "
+            "whole model; model.trunk_trainable=false freezes the Trunk throughout)",
+            train.freeze_epochs,
+        )
+    rate = train.fine_tune_learning_rate
+    if not rate > 0 or not math.isfinite(rate):
+        _fail(source, "train.fine_tune_learning_rate", "a number > 0", rate)
 
 
 def _validate_steps_per_execution(value, source):

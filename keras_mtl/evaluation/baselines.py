@@ -33,9 +33,11 @@ import keras
 import tensorflow as tf
 
 from keras_mtl import tasks as task_lib
+from keras_mtl.data.features import normalized_targets
 from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation.delta_m import mean_and_std, mean_metrics
 from keras_mtl.evaluation.report import evaluate_predictions
+from keras_mtl.fine_tuning import enter_phase, merge_histories, training_phases
 from keras_mtl.lr_schedule import schedule_callbacks
 from keras_mtl.models.single_task_model import build_single_task_model
 from keras_mtl.training import TrainingDivergedError, run_dir_for
@@ -74,11 +76,14 @@ def baseline_fields(config, task):
     # carries no label at all).
     fraction = data["label_fraction"].get(task.name)
     data["label_fraction"] = {} if fraction is None else {task.name: fraction}
+    budget = BUDGET_FIELDS
+    if config.train.freeze_epochs:  # keys of runs without phases stay as they were
+        budget += ("freeze_epochs", "fine_tune_learning_rate")
     return {
         "data": data,
         "task": task_fields,
         "model": model,
-        "train": {key: settings["train"][key] for key in BUDGET_FIELDS},
+        "train": {key: settings["train"][key] for key in budget},
     }
 
 
@@ -251,14 +256,25 @@ def train_baseline(config, task, seed, *, datasets, strategy, verbose=0):
             )
         )
     validation = datasets.validation
-    history = model.fit(
-        datasets.train.map(one_label),
-        validation_data=None if validation is None else validation.map(one_label),
-        epochs=config.train.epochs,
-        callbacks=callbacks,
-        verbose=verbose,
-        shuffle=False,  # The pipeline shuffles.
-    )
+    histories = []
+    for phase in training_phases(config):  # as keras_mtl.train: freeze_epochs
+        if phase.first_epoch:
+            scales = normalized_targets(config, datasets.features)
+            enter_phase(model, config, phase, scales, tasks=[task])
+        histories.append(
+            model.fit(
+                datasets.train.map(one_label),
+                validation_data=None
+                if validation is None
+                else validation.map(one_label),
+                initial_epoch=phase.first_epoch,
+                epochs=phase.last_epoch,
+                callbacks=callbacks,
+                verbose=verbose,
+                shuffle=False,  # The pipeline shuffles.
+            )
+        )
+    history = merge_histories(histories)
     predict = tf.function(
         lambda inputs: model(inputs, training=False), reduce_retracing=True
     )

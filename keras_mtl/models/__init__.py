@@ -1,12 +1,14 @@
 """The model: trunk, heads and the function that assembles them."""
 
 from keras_mtl.models.aitm import AITMHead
+from keras_mtl.models.backbones import ApplicationPreprocessing
 from keras_mtl.models.build import (
     build_model,
     compile_model,
     make_head,
     make_optimizer,
     make_trunk,
+    trunk_output,
 )
 from keras_mtl.models.esmm import EntireSpaceProduct, serving_model
 from keras_mtl.models.heads import TaskHead
@@ -20,6 +22,7 @@ from keras_mtl.models.trunk import ConvTrunk, MLPTrunk
 
 __all__ = [
     "AITMHead",
+    "ApplicationPreprocessing",
     "CleanStrings",
     "ConvTrunk",
     "EntireSpaceProduct",
@@ -37,5 +40,6 @@ __all__ = [
     "make_inputs",
     "make_optimizer",
     "make_trunk",
+    "trunk_output",
     "serving_model",
 ]

@@ -16,6 +16,11 @@ import tensorflow as tf
 from keras_mtl import tasks as task_lib
 from keras_mtl.data.features import normalized_targets
 from keras_mtl.models.aitm import AITMHead
+from keras_mtl.models.backbones import (
+    backbone_trunk,
+    initial_trunk_trainable,
+    is_backbone,
+)
 from keras_mtl.models.heads import TaskHead
 from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
 from keras_mtl.models.links import link_heads
@@ -40,6 +45,12 @@ def make_trunk(config, tasks=2):
     and returns one representation per task.
     """
     model = config.model
+    if model.trunk not in TRUNKS:
+        raise ValueError(
+            f"make_trunk builds the trunks {sorted(TRUNKS)}; a backbone needs its "
+            f"input shape (trunk_output builds it). Received: "
+            f"model.trunk={model.trunk!r}"
+        )
     common = {"dtype": layer_dtype(config), "name": "trunk"}
     experts = {
         "expert_units": model.expert_units,
@@ -58,6 +69,38 @@ def make_trunk(config, tasks=2):
             **common,
         )
     return TRUNKS[model.trunk](model.width, model.depth, model.dropout, **common)
+
+
+def trunk_output(config, features, tasks=2):
+    """The model's inputs and the Trunk's output on them.
+
+    A built-in trunk reads the encoded inputs (`make_inputs`); a backbone
+    (`keras_mtl.models.backbones`) reads the image with its own
+    preprocessing instead of per-image standardisation.
+
+    Args:
+        config: A `keras_mtl.Config`.
+        features: The input specs (`Datasets.features`).
+        tasks: The number of tasks (one gate per task of a gated trunk).
+
+    Returns:
+        `(inputs, output)`: a dict of name -> `keras.Input`, and the Trunk's
+        output (one tensor, or one per task of a gated trunk).
+    """
+    if is_backbone(config.model.trunk):
+        inputs, images = make_inputs(features, standardize_images=False)
+        if len(images.shape) != 4:
+            raise ValueError(
+                f"model.trunk={config.model.trunk!r} reads one image input "
+                f"(height, width, channels). Received inputs: {sorted(inputs)} "
+                f"encoded to shape {tuple(images.shape)}. Use model.trunk='mlp' "
+                "for tabular data."
+            )
+        return inputs, backbone_trunk(config, images, layer_dtype(config))
+    inputs, x = make_inputs(features)
+    trunk = make_trunk(config, tasks)
+    trunk.trainable = initial_trunk_trainable(config)
+    return inputs, trunk(x)
 
 
 def make_head(config, task, name, stop_gradient=False, head_class=TaskHead, **extra):
@@ -106,7 +149,7 @@ def make_optimizer(train):
     return optimizer
 
 
-def compile_model(model, config, tasks=None, scales=None):
+def compile_model(model, config, tasks=None, scales=None, weighting=None):
     """Compiles `model` with one loss and metric list per task.
 
     With both of `config`'s tasks (the default) it also compiles their
@@ -121,6 +164,9 @@ def compile_model(model, config, tasks=None, scales=None):
             `config.tasks`.
         scales: Task name -> `TargetScale` of the regression targets that
             the model predicts in their units (see `in_target_units`).
+        weighting: A built `keras_mtl.weighting.Weighting` to keep (a
+            second compile between training phases); default a new one from
+            `config.weighting`.
 
     Returns:
         The model.
@@ -150,7 +196,7 @@ def compile_model(model, config, tasks=None, scales=None):
     if not multi_task:
         return model
     if isinstance(model, MultiTaskModel):
-        model.set_weighting(make_weighting(config))
+        model.set_weighting(weighting or make_weighting(config))
     elif config.weighting.method != "static":
         raise ValueError(
             f"weighting.method={config.weighting.method!r} needs a "
@@ -194,11 +240,10 @@ def build_model(config, features=None, *, strategy=None, compile=True):
     scales = normalized_targets(config, features)
     task1, task2 = config.tasks
     with strategy.scope():
-        inputs, x = make_inputs(features)
         # The Trunk first: its initial weights then come from the same draws
         # as the single-task baselines' Trunk (built the same way), so a seed
         # starts the two-head model and the baselines from one Trunk.
-        trunk = make_trunk(config)
+        inputs, representation = trunk_output(config, features)
         head1 = make_head(config, task1, "head1")
         if config.model.head2_input == "aitm":
             link = {
@@ -210,7 +255,7 @@ def build_model(config, features=None, *, strategy=None, compile=True):
         head2 = make_head(
             config, task2, "head2", stop_gradient=config.model.stop_gradient, **link
         )
-        prediction1, prediction2 = link_heads(config, trunk(x), head1, head2)
+        prediction1, prediction2 = link_heads(config, representation, head1, head2)
         outputs = {
             task.name: in_target_units(prediction, task.name, scales.get(task.name))
             for task, prediction in ((task1, prediction1), (task2, prediction2))

@@ -16,7 +16,7 @@ from keras_mtl.models.preprocessing import CleanStrings, FillMissing, Standardiz
 DEFAULT_FEATURES = (ImageFeature("image", (32, 32, 3)),)
 
 
-def make_inputs(features):
+def make_inputs(features, standardize_images=True):
     """The model's `keras.Input`s and their encoding into one tensor.
 
     An image is augmented (in training, when its spec names augmentations)
@@ -27,6 +27,9 @@ def make_inputs(features):
     Args:
         features: Feature specs (`Datasets.features`); `TargetScale`s among
             them are not inputs and are skipped.
+        standardize_images: Whether an image is standardised
+            (`StandardizeImage`); a pretrained backbone does its own
+            preprocessing instead.
 
     Returns:
         `(inputs, encoded)`: a dict of name -> `keras.Input`, and the tensor
@@ -37,11 +40,13 @@ def make_inputs(features):
     for feature in features:
         if isinstance(feature, ImageFeature):
             inputs[feature.name] = keras.Input(feature.shape, name=feature.name)
-            x = inputs[feature.name]
+            image = inputs[feature.name]
             augment = make_augmentation(feature.augment)
             if augment is not None:  # Active in training only.
-                x = augment(x)
-            encoded.append(StandardizeImage(name="standardize")(x))
+                image = augment(image)
+            if standardize_images:
+                image = StandardizeImage(name="standardize")(image)
+            encoded.append(image)
         elif isinstance(feature, VectorFeature):
             inputs[feature.name] = keras.Input(feature.shape, name=feature.name)
             encoded.append(inputs[feature.name])

@@ -16,9 +16,9 @@ from keras_mtl.models.build import (
     compile_model,
     in_target_units,
     make_head,
-    make_trunk,
+    trunk_output,
 )
-from keras_mtl.models.inputs import DEFAULT_FEATURES, make_inputs
+from keras_mtl.models.inputs import DEFAULT_FEATURES
 from keras_mtl.models.multi_task_model import MultiTaskModel
 from keras_mtl.tasks import find_task
 
@@ -52,8 +52,7 @@ def build_single_task_model(config, task, features=None, *, strategy=None):
     features = tuple(features or DEFAULT_FEATURES)
     scales = normalized_targets(config, features)
     with strategy.scope():
-        inputs, x = make_inputs(features)
-        representation = make_trunk(config, tasks=1)(x)
+        inputs, representation = trunk_output(config, features, tasks=1)
         if isinstance(representation, list | tuple):  # A gated trunk, one gate.
             (representation,) = representation
         _, prediction = make_head(config, task, "head")(representation)
