@@ -132,6 +132,9 @@ def test_bad_or_unusual_arrays_are_answered_as_before(text):
     for body in (
         '{"inputs": ' + text + "}",
         '{"instances": [{"x": ' + text + ', "s": "b"}]}',
+        '{"instances": [{"x": [[1.5, 2], [3, 4]], "s": "a"}, {"x": '
+        + text
+        + ', "s": "b"}]}',
     ):
         for dtype in (tf.float32, tf.int64):
             same_both_ways(body, x=dtype, s=tf.string)

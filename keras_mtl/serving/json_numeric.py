@@ -84,34 +84,74 @@ def _written(shape):
     return written
 
 
-def _array(text):
-    """`text` (one stretch, stripped) as an array, or None."""
+def _array_shape(text):
+    """The shape of `text` (one stretch, stripped) if it is written as one
+    regular nested array, else None."""
     if text[:1] != b"[" or text[-1:] != b"]":
         return None
     skeleton = text.translate(None, _NUMBER + _WHITESPACE)
     if b"[]" in skeleton:
         return None  # an empty list; and with one, a number could sit in "[]2"
-    shape = _shape(skeleton)
-    if shape is None:
-        return None
-    # Brackets become spaces, so that numbers on either side of one stay
-    # apart ("[1]2" is "1 2", which orjson refuses); orjson checks each
-    # number's JSON syntax and that commas separate them.
+    return _shape(skeleton)
+
+
+def _numbers(flat):
+    """The numbers of `flat` (brackets turned to spaces), or None.
+
+    Brackets become spaces, so that numbers on either side of one stay apart
+    ("[1]2" is "1 2", which orjson refuses); orjson checks each number's JSON
+    syntax and that commas separate them.
+    """
     try:
-        values = orjson.loads(b"[" + text.translate(_BRACKETS_TO_SPACES) + b"]")
+        return orjson.loads(b"[" + flat + b"]")
     except orjson.JSONDecodeError:
         return None
-    if len(values) != math.prod(shape):
-        return None
-    # What np.array(values) would find, without looking at every value: a
-    # number written with a point or an exponent is a float, and one float
-    # makes the array float64; integers alone make it int64.
-    floats = b"." in text or b"e" in text or b"E" in text
+
+
+def _as_array(values, floats):
+    """`values` as np.array(values) makes them, without looking at each: a
+    number written with a point or an exponent is a float, and one float makes
+    the array float64; integers alone make it int64. None past int64."""
     try:
-        array = np.array(values, dtype=np.float64 if floats else np.int64)
+        return np.array(values, dtype=np.float64 if floats else np.int64)
     except (ValueError, TypeError, OverflowError):
-        return None  # integers past int64: left to the element-by-element path
-    return array.reshape(shape)
+        return None
+
+
+def _has_float(text):
+    return b"." in text or b"e" in text or b"E" in text
+
+
+def _arrays(candidates):
+    """An array (or None) for each (text, shape) of `candidates`.
+
+    The numbers of all of them are parsed in one orjson call and made one
+    array (few long calls rather than many short ones: a thread that holds
+    the GIL in long calls is not made to hand it over every 5 ms); when that
+    fails, each is parsed alone, so that a bad one is left as text.
+    """
+    flats = [text.translate(_BRACKETS_TO_SPACES) for text, _ in candidates]
+    sizes = [math.prod(shape) for _, shape in candidates]
+    floats = [_has_float(text) for text, _ in candidates]
+    values = _numbers(b",".join(flats))
+    if values is not None and len(values) == sum(sizes) and len(set(floats)) == 1:
+        array = _as_array(values, floats[0])
+        if array is not None:
+            offsets = np.cumsum([0] + sizes)
+            return [
+                array[offsets[i] : offsets[i + 1]].reshape(shape)
+                for i, (_, shape) in enumerate(candidates)
+            ]
+    arrays = []
+    for flat, size, has_float, (_, shape) in zip(
+        flats, sizes, floats, candidates, strict=True
+    ):
+        values = _numbers(flat)
+        array = None
+        if values is not None and len(values) == size:
+            array = _as_array(values, has_float)
+        arrays.append(None if array is None else array.reshape(shape))
+    return arrays
 
 
 def _substitute(value, arrays, found):
@@ -136,9 +176,8 @@ def parse_with_arrays(body):
         return None
     mask = body.translate(_MASK)
     long_run = b"\x01" * MIN_ARRAY_BYTES
-    nonce = secrets.token_hex(16)
-    pieces, arrays = [], {}
-    position = done = 0
+    spans, candidates = [], []
+    position = 0
     while (start := mask.find(long_run, position)) >= 0:
         begin = mask.rfind(b"\x00", 0, start) + 1
         end = mask.find(b"\x00", start)
@@ -148,13 +187,21 @@ def parse_with_arrays(body):
         stripped = text.lstrip(_WHITESPACE + b",")
         begin += len(text) - len(stripped)
         stripped = stripped.rstrip(_WHITESPACE + b",")
-        array = _array(stripped)
+        shape = _array_shape(stripped)
+        if shape is not None:  # (otherwise left as text for the JSON parser)
+            spans.append((begin, begin + len(stripped)))
+            candidates.append((stripped, shape))
+    if not candidates:
+        return None
+    nonce = secrets.token_hex(16)
+    pieces, arrays, done = [], {}, 0
+    for (begin, end), array in zip(spans, _arrays(candidates), strict=True):
         if array is None:
-            continue  # left as text for the JSON parser
+            continue
         key = f"{nonce}:{len(arrays)}"
         arrays[key] = array
         pieces += [body[done:begin], b'"', key.encode(), b'"']
-        done = begin + len(stripped)
+        done = end
     if not arrays:
         return None
     pieces.append(body[done:])
