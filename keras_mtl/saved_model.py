@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtl.compat.tf_function import flat_call as _flat_call
+from keras_mtl.compat.tf_function import tensor_maker as _tensor_maker
 
 METADATA_FILE = "keras_mtl.json"
 # TF Serving's warm-up requests: a TFRecord of PredictionLog protos.
@@ -142,6 +143,7 @@ class LoadedModel:
         self.metadata = read_metadata(self.path)
         # Signature key -> the flat call `run` uses (False: the plain call).
         self._flat_calls = {}
+        self._make_tensor = _tensor_maker()
 
     @property
     def takes_image_bytes(self):
@@ -194,14 +196,15 @@ class LoadedModel:
         """Calls a signature with checked tensors, keyed by SignatureDef input name.
 
         Unlike `predict`, nothing is checked here: the server has done it.
-        Arrays become tensors of the signature's dtypes with `tf.constant`,
-        which costs less than the signature's own conversion. Returns output
-        name -> numpy array.
+        Arrays become tensors of the signature's dtypes as `tf.constant`
+        makes them, without its per-call checks (`compat.tf_function.
+        tensor_maker`), which costs less than the signature's own conversion.
+        Returns output name -> numpy array.
         """
         specs = self.signature_inputs[signature_name]
+        make = self._make_tensor
         tensors = {
-            name: tf.constant(value, dtype=specs[name].dtype)
-            for name, value in tensors.items()
+            name: make(value, specs[name].dtype) for name, value in tensors.items()
         }
         function = self.signatures[signature_name]
         flat = self._flat_calls.get(signature_name)

@@ -19,7 +19,7 @@ import tensorflow as tf
 import keras_mtl
 from keras_mtl.compat import KerasInternalsError, keras_callbacks, keras_trainer
 from keras_mtl.compat.internals import TESTED_RANGE
-from keras_mtl.compat.tf_function import flat_call
+from keras_mtl.compat.tf_function import flat_call, tensor_maker
 from keras_mtl.weighting.base import task_losses
 
 VERSIONS = f"Keras {keras.version()}, TensorFlow {tf.__version__}"
@@ -405,6 +405,31 @@ def test_call_flat_answers_as_the_public_call(tmp_path):
         "ConcreteFunction._call_flat",
         f"the public call's outputs {expected}, found {outputs}",
     )
+
+
+def test_eager_tensor_canary():
+    # tensor_maker builds tensors with tensorflow.python's EagerTensor; where
+    # that is gone or differs it falls back to tf.constant (slower, correct).
+    from tensorflow.python.framework import ops
+
+    canary(
+        isinstance(getattr(ops, "EagerTensor", None), type),
+        "tensorflow.python.framework.ops.EagerTensor",
+        "the class of eager tensors",
+    )
+    make = tensor_maker()
+    canary(
+        make.__name__ == "make",
+        "EagerTensor(value, device, dtype)",
+        "tensors equal to tf.constant's (tensor_maker fell back to tf.constant)",
+    )
+    array = np.array([[1.0, 2.5]], np.float64)
+    made = make(array, tf.float32)  # cast as tf.constant casts
+    array[0, 0] = 9.0  # the tensor holds a copy
+    assert made.dtype == tf.float32
+    np.testing.assert_array_equal(made.numpy(), [[1.0, 2.5]])
+    strings = make(np.array([b"a", "b"], dtype=object), tf.string)
+    assert strings.numpy().tolist() == [b"a", b"b"]
 
 
 # The fence ----------------------------------------------------------------

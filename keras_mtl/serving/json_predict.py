@@ -22,8 +22,10 @@ import json
 
 import numpy as np
 
+from keras_mtl.serving.json_numeric import MIN_BODY_BYTES, parse_with_arrays
 from keras_mtl.serving.json_response import COLUMNAR, ROW, tensors_to_json
 from keras_mtl.serving.json_tensor import (
+    checked_array,
     fast_array,
     format_error,
     is_b64,
@@ -241,6 +243,75 @@ def _columns(value, infos, literals):
     return tensors
 
 
+def _column(values, dtype, raw):
+    """One input of a document from `parse_with_arrays`, or None."""
+    if isinstance(values, np.ndarray):
+        return checked_array(values, dtype)
+    if not isinstance(values, list) or not values:
+        return None
+    if not any(isinstance(value, np.ndarray) for value in values):
+        return fast_array(values, dtype, b"true" in raw or b"false" in raw)
+    if not all(isinstance(value, np.ndarray) for value in values):
+        return None
+    try:
+        array = np.array(values)  # stacks them (ValueError when shapes differ)
+    except (ValueError, TypeError):
+        return None
+    return checked_array(array, dtype)
+
+
+def _request_with_arrays(document, input_infos, raw):
+    """The request of a document whose large numeric arrays are numpy arrays
+    already (`json_numeric`), or None: then the caller decodes the body the
+    usual way, which gives the same request or raises TF Serving's error."""
+    signature_name = document.get("signature_name", "")
+    if not isinstance(signature_name, str) or (
+        ("instances" in document) == ("inputs" in document)
+    ):
+        return None
+    try:
+        infos = input_infos(signature_name)
+    except ServingError:
+        return None
+    if not infos:
+        return None
+    names = sorted(infos)
+    if "instances" in document:
+        instances, request_format = document["instances"], ROW
+        if isinstance(instances, np.ndarray):
+            if len(names) != 1:
+                return None
+            columns = {names[0]: instances}
+        elif not isinstance(instances, list) or not instances:
+            return None
+        elif all(type(item) is dict and not is_b64(item) for item in instances):
+            keys = set(names)
+            if not all(item.keys() == keys for item in instances):
+                return None
+            columns = {name: [item[name] for item in instances] for name in names}
+        elif len(names) == 1 and not any(isinstance(i, dict) for i in instances):
+            columns = {names[0]: instances}
+        else:
+            return None
+    else:
+        value, request_format = document["inputs"], COLUMNAR
+        if isinstance(value, dict) and not is_b64(value):
+            if not all(name in value for name in names):
+                return None
+            columns = {name: value[name] for name in names}
+        elif len(names) == 1:
+            columns = {names[0]: value}
+        else:
+            return None
+    tensors = {}
+    for name, values in columns.items():
+        array = _column(values, infos[name].dtype, raw)
+        if array is None:
+            return None
+        tensors[name] = array
+    return PredictRequest(signature_name, tensors, request_format)
+
+
 def predict_request_from_json(body, input_infos):
     """Decodes a `:predict` body (FillPredictRequestFromJson).
 
@@ -265,6 +336,10 @@ def predict_request_from_json(body, input_infos):
         if isinstance(body, memoryview):
             body = body.tobytes()
         raw = body if isinstance(body, (bytes, bytearray)) else str(body).encode()
+        if len(raw) >= MIN_BODY_BYTES and (document := parse_with_arrays(raw)):
+            request = _request_with_arrays(document, input_infos, raw)
+            if request is not None:
+                return request
         literals = b"true" in raw or b"false" in raw
         document = parse_json(body)
     signature_name = _signature_name(document)

@@ -228,6 +228,13 @@ def fast_array(values, dtype, literals):
         array = np.array(values)
     except (ValueError, TypeError, OverflowError):
         return None
+    return checked_array(array, dtype)
+
+
+def checked_array(array, dtype):
+    """`array` (what `np.array` made of JSON numbers) as `dtype`, or None
+    when a value needs the element-by-element path: the wrong kind of
+    number, out of range, or an integer a float type does not hold exactly."""
     kind = array.dtype.kind
     if array.ndim > MAX_RANK + 1:
         return None
@@ -236,9 +243,12 @@ def fast_array(values, dtype, literals):
             if array.size and np.abs(array).max() > _MAX_EXACT_INT[dtype]:
                 return None
         elif kind == "f":
-            finite = array[np.isfinite(array)] if array.size else array
-            if finite.size and np.abs(finite).max() > _FLOAT_MAX[dtype]:
-                return None
+            limit = _FLOAT_MAX[dtype]
+            # (NaN fails the first comparison: then only finite values count)
+            if array.size and not np.abs(array).max() <= limit:
+                finite = array[np.isfinite(array)]
+                if finite.size and np.abs(finite).max() > limit:
+                    return None
         else:
             return None
     elif dtype == tf.bool:

@@ -1,0 +1,221 @@
+"""Large numeric JSON arrays straight to numpy, without Python lists.
+
+A `:predict` body of 64 images of 32x32x3 holds 196,608 numbers in 65,536
+innermost lists. Parsed as JSON, each number and each list is a Python
+object, which `np.array` then walks to find the shape; both steps, and
+freeing the document, cost more than the model call. `parse_with_arrays`
+finds the long stretches of a body made only of number characters, brackets,
+commas and whitespace, checks that each is one regular nested array of JSON
+numbers, and parses it flat: its numbers (orjson, which checks their JSON
+syntax) into one `np.array`, reshaped to the shape its brackets spell out.
+Each such array is replaced by a placeholder string carrying a random nonce,
+and the rest of the body is parsed as JSON as usual; the placeholders are
+then swapped for the arrays.
+
+It answers None whenever it is not sure (a stretch that is not one regular
+array is left as text; a placeholder that does not come back as a whole JSON
+value, such as one inside a string, gives None), and the caller then parses
+the body as before, so what is accepted, answered and refused is unchanged.
+The arrays are what `np.array` gives for the same nested lists: int64 when
+every number is an integer, float64 otherwise.
+
+Example:
+
+```python
+document = parse_with_arrays(body)  # {"instances": [{"image": ndarray}, ...]} or None
+```
+"""
+
+import functools
+import math
+import secrets
+
+import numpy as np
+
+try:  # the serving extra; without it bodies are parsed the usual way
+    import orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    orjson = None
+
+MIN_BODY_BYTES = 64 << 10  # smaller bodies parse fast enough as they are
+MIN_ARRAY_BYTES = 4 << 10  # shorter stretches are left to the JSON parser
+MAX_RANK = 33  # json_tensor.MAX_RANK levels below the instances list
+
+_WHITESPACE = b" \t\n\r"
+_NUMBER = b"0123456789.eE+-"
+_REGION = _NUMBER + b"[]," + _WHITESPACE
+# bytes -> 1 for the characters a numeric array is written with, else 0
+_MASK = bytes(1 if c in _REGION else 0 for c in range(256))
+_BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
+
+
+def _shape(skeleton):
+    """The shape whose nested lists are written `skeleton` (brackets and
+    commas only), or None when it is not one regular array."""
+    depth = len(skeleton) - len(skeleton.lstrip(b"["))
+    if not 0 < depth <= MAX_RANK:
+        return None
+    shape = []
+    element = 0  # the length of one element of the level below, written out
+    for level in range(depth - 1, -1, -1):
+        close = skeleton.find(b"]" * (depth - level))
+        if close < 0:
+            return None
+        # "[" ... "]" of the first list at `level`: it ends the first run of
+        # depth - level closing brackets
+        length = close + depth - 2 * level
+        if level == depth - 1:
+            count = skeleton.count(b",", level, close) + 1
+        else:
+            count, rest = divmod(length - 1, element + 1)
+            if rest or count < 1:
+                return None
+        shape.insert(0, count)
+        element = length
+    return shape if _written(tuple(shape)) == skeleton else None
+
+
+@functools.lru_cache(maxsize=32)
+def _written(shape):
+    """The brackets and commas of an array of `shape`, written out."""
+    written = b"[" + b"," * (shape[-1] - 1) + b"]"
+    for count in reversed(shape[:-1]):
+        written = b"[" + b",".join([written] * count) + b"]"
+    return written
+
+
+def _array_shape(text):
+    """The shape of `text` (one stretch, stripped) if it is written as one
+    regular nested array, else None."""
+    if text[:1] != b"[" or text[-1:] != b"]":
+        return None
+    skeleton = text.translate(None, _NUMBER + _WHITESPACE)
+    if b"[]" in skeleton:
+        return None  # an empty list; and with one, a number could sit in "[]2"
+    return _shape(skeleton)
+
+
+def _numbers(flat):
+    """The numbers of `flat` (brackets turned to spaces), or None.
+
+    Brackets become spaces, so that numbers on either side of one stay apart
+    ("[1]2" is "1 2", which orjson refuses); orjson checks each number's JSON
+    syntax and that commas separate them.
+    """
+    try:
+        return orjson.loads(b"[" + flat + b"]")
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _as_array(values, floats):
+    """`values` as np.array(values) makes them, without looking at each: a
+    number written with a point or an exponent is a float, and one float makes
+    the array float64; integers alone make it int64. None past int64."""
+    try:
+        return np.array(values, dtype=np.float64 if floats else np.int64)
+    except (ValueError, TypeError, OverflowError):
+        return None
+
+
+def _has_float(text):
+    return b"." in text or b"e" in text or b"E" in text
+
+
+def _arrays(candidates):
+    """An array (or None) for each (text, shape) of `candidates`.
+
+    The numbers of all of them are parsed in one orjson call and made one
+    array (few long calls rather than many short ones: a thread that holds
+    the GIL in long calls is not made to hand it over every 5 ms); when that
+    fails, each is parsed alone, so that a bad one is left as text.
+    """
+    flats = [text.translate(_BRACKETS_TO_SPACES) for text, _ in candidates]
+    sizes = [math.prod(shape) for _, shape in candidates]
+    floats = [_has_float(text) for text, _ in candidates]
+    values = _numbers(b",".join(flats))
+    if values is not None and len(values) == sum(sizes) and len(set(floats)) == 1:
+        array = _as_array(values, floats[0])
+        if array is not None:
+            offsets = np.cumsum([0] + sizes)
+            return [
+                array[offsets[i] : offsets[i + 1]].reshape(shape)
+                for i, (_, shape) in enumerate(candidates)
+            ]
+    arrays = []
+    for flat, size, has_float, (_, shape) in zip(
+        flats, sizes, floats, candidates, strict=True
+    ):
+        values = _numbers(flat)
+        array = None
+        if values is not None and len(values) == size:
+            array = _as_array(values, has_float)
+        arrays.append(None if array is None else array.reshape(shape))
+    return arrays
+
+
+def _substitute(value, arrays, found):
+    """`value` with each placeholder string replaced by its array."""
+    if type(value) is str:
+        array = arrays.get(value)
+        if array is not None:
+            found.append(value)
+            return array
+        return value
+    if type(value) is dict:
+        return {key: _substitute(item, arrays, found) for key, item in value.items()}
+    if type(value) is list:
+        return [_substitute(item, arrays, found) for item in value]
+    return value
+
+
+def parse_with_arrays(body):
+    """The JSON object `body`, its long regular numeric arrays as numpy
+    arrays; None when it has none, or when anything is unsure."""
+    if orjson is None or len(body) < MIN_BODY_BYTES:
+        return None
+    mask = body.translate(_MASK)
+    long_run = b"\x01" * MIN_ARRAY_BYTES
+    spans, candidates = [], []
+    position = 0
+    while (start := mask.find(long_run, position)) >= 0:
+        begin = mask.rfind(b"\x00", 0, start) + 1
+        end = mask.find(b"\x00", start)
+        end = len(body) if end < 0 else end
+        position = end
+        text = body[begin:end]
+        stripped = text.lstrip(_WHITESPACE + b",")
+        begin += len(text) - len(stripped)
+        stripped = stripped.rstrip(_WHITESPACE + b",")
+        shape = _array_shape(stripped)
+        if shape is not None:  # (otherwise left as text for the JSON parser)
+            spans.append((begin, begin + len(stripped)))
+            candidates.append((stripped, shape))
+    if not candidates:
+        return None
+    nonce = secrets.token_hex(16)
+    pieces, arrays, done = [], {}, 0
+    for (begin, end), array in zip(spans, _arrays(candidates), strict=True):
+        if array is None:
+            continue
+        key = f"{nonce}:{len(arrays)}"
+        arrays[key] = array
+        pieces += [body[done:begin], b'"', key.encode(), b'"']
+        done = end
+    if not arrays:
+        return None
+    pieces.append(body[done:])
+    try:
+        document = orjson.loads(b"".join(pieces))
+    except orjson.JSONDecodeError:
+        return None
+    if type(document) is not dict:
+        return None
+    found = []
+    try:
+        document = _substitute(document, arrays, found)
+    except RecursionError:
+        return None
+    if sorted(found) != sorted(arrays):
+        return None  # a placeholder inside a string, or a key: not a value
+    return document

@@ -1,0 +1,152 @@
+"""Large numeric JSON arrays decoded straight to numpy (`json_numeric`).
+
+Every body is decoded twice, with the numeric fast path and without it: the
+requests must be equal (values and dtypes), and a body the usual path refuses
+must be refused with the same message.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_mtl.serving import json_numeric, json_predict
+from keras_mtl.serving.status import ServingError
+
+
+@pytest.fixture(autouse=True)
+def small_limits(monkeypatch):
+    # small bodies and stretches take the fast path, so the tests stay tiny
+    monkeypatch.setattr(json_numeric, "MIN_BODY_BYTES", 64)
+    monkeypatch.setattr(json_predict, "MIN_BODY_BYTES", 64)
+    monkeypatch.setattr(json_numeric, "MIN_ARRAY_BYTES", 16)
+
+
+def infos(**dtypes):
+    return lambda signature_name: {
+        name: tf.TensorSpec(None, dtype) for name, dtype in dtypes.items()
+    }
+
+
+FOUND = []  # what parse_with_arrays answered
+
+
+def outcome(body, dtypes, fast):
+    original = json_predict.parse_with_arrays
+
+    def recorded(raw):
+        FOUND.append(original(raw))
+        return FOUND[-1]
+
+    json_predict.parse_with_arrays = recorded if fast else lambda raw: None
+    try:
+        request = json_predict.predict_request_from_json(body, infos(**dtypes))
+    except ServingError as error:
+        return ("error", error.code, error.message)
+    finally:
+        json_predict.parse_with_arrays = original
+    return (
+        request.format,
+        request.signature_name,
+        {name: (a.dtype, a.shape, a.tolist()) for name, a in request.inputs.items()},
+    )
+
+
+def same_both_ways(body, **dtypes):
+    body = (body.encode() if isinstance(body, str) else body) + b" " * 64
+    FOUND.clear()
+    fast, usual = outcome(body, dtypes, True), outcome(body, dtypes, False)
+    assert len(FOUND) == 1  # the fast path was tried
+    assert fast == usual
+    return fast, FOUND[0] is not None
+
+
+IMAGES = np.arange(2 * 3 * 4 * 2).reshape(2, 3, 4, 2) / 4.0
+
+
+def test_finds_regular_arrays_and_leaves_the_rest():
+    body = json.dumps(
+        {"instances": [{"x": image.tolist(), "s": "a"} for image in IMAGES]}
+    )
+    document = json_numeric.parse_with_arrays(body.encode())
+    first = document["instances"][0]
+    assert isinstance(first["x"], np.ndarray) and first["s"] == "a"
+    assert first["x"].dtype == np.float64 and first["x"].shape == (3, 4, 2)
+    np.testing.assert_array_equal(first["x"], IMAGES[0])
+    ints = json_numeric.parse_with_arrays(
+        b'{"inputs": [[1, 2, 3], [4, 5, 6]]}' + b" " * 40
+    )
+    assert ints["inputs"].dtype == np.int64 and ints["inputs"].shape == (2, 3)
+    assert (
+        json_numeric.parse_with_arrays(b'{"inputs": [[1, 2], [3]]}' + b" " * 50) is None
+    )
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        IMAGES.tolist(),  # floats
+        np.arange(24).reshape(2, 3, 4).tolist(),  # integers
+        [
+            np.arange(12).reshape(3, 4).tolist(),
+            (np.arange(12) / 2).reshape(3, 4).tolist(),
+        ],
+    ],
+)
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64, tf.int32, tf.int64])
+def test_equal_requests_rows_and_columns(rows, dtype):
+    rows_body = json.dumps({"instances": [{"x": r, "s": "a"} for r in rows]})
+    result, found = same_both_ways(rows_body, x=dtype, s=tf.string)
+    assert found and result[0] in ("row", "error")
+    same_both_ways(
+        json.dumps({"inputs": {"x": rows, "s": ["a"] * len(rows)}}),
+        x=dtype,
+        s=tf.string,
+    )
+    same_both_ways(json.dumps({"instances": rows, "signature_name": "k"}), x=dtype)
+    same_both_ways(json.dumps({"inputs": rows}, indent=2), x=dtype)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[[1.5, 2.5], [3.5]]",  # ragged
+        "[[1.5, 2.5], []]",  # an empty list
+        "[[1.5, 2.5]3, [3.5, 4]]",  # a number after a list
+        "[[]1.5, [3.5]]",  # ... and in an empty one
+        "[[1.5 2.5], [3.5, 4]]",  # no comma
+        "[[01, 2.5], [3.5, 4]]",  # not JSON numbers
+        "[[1., 2.5], [3.5, 4]]",
+        "[[.5, 2.5], [3.5, 4]]",
+        "[[+1, 2.5], [3.5, 4]]",
+        "[[1e, 2.5], [3.5, 4]]",
+        "[[1, 2.5],, [3.5, 4]]",
+        "[[1, 2.5], [3.5, 4]] [1]",
+        "[[16777217, 2], [3, 4]]",  # not exact in float32
+        "[[1, 18446744073709551616], [3, 4]]",  # past 64 bits
+        "[[1, 2], [3, 4]], [[5, 6], [7, 8]]",
+    ],
+)
+def test_bad_or_unusual_arrays_are_answered_as_before(text):
+    for body in (
+        '{"inputs": ' + text + "}",
+        '{"instances": [{"x": ' + text + ', "s": "b"}]}',
+        '{"instances": [{"x": [[1.5, 2], [3, 4]], "s": "a"}, {"x": '
+        + text
+        + ', "s": "b"}]}',
+    ):
+        for dtype in (tf.float32, tf.int64):
+            same_both_ways(body, x=dtype, s=tf.string)
+
+
+def test_arrays_inside_strings_stay_strings():
+    text = "[[1, 2, 3, 4], [5, 6, 7, 8]]"
+    for body in (
+        '{"instances": [{"x": "' + text + '"}]}',
+        '{"instances": [{"x": "a ' + text + ' b"}]}',
+        '{"instances": [{"x": "a \\"' + text + '\\" b"}]}',
+    ):
+        result, _ = same_both_ways(body, x=tf.string)
+        assert result[0] == "row"
+        assert result[2]["x"][2] == [json.loads(body)["instances"][0]["x"].encode()]
