@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# pytest-xdist processes for make test: on 2 cores, 2 roughly halve its time
+# (one test's tracing and process start-ups leave the other core idle).
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint format bench notebooks clean
 
@@ -21,7 +24,7 @@ demo: venv
 	$(BIN)/keras-mtl train --preset shapes
 
 test: venv lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
