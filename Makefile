@@ -6,8 +6,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
-# pytest-xdist processes for make test: on 2 cores, 2 roughly halve its time
-# (one test's tracing and process start-ups leave the other core idle).
+# pytest-xdist processes for make test (CONTRIBUTING.md): much of the suite is
+# single-threaded tracing and process start-up, which leaves a core idle.
 TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint format bench notebooks clean
