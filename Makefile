@@ -6,6 +6,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
+# pytest-xdist processes for make test (CONTRIBUTING.md): much of the suite is
+# single-threaded tracing and process start-up, which leaves a core idle.
+TEST_WORKERS ?= 2
 
 .PHONY: venv demo test lint format bench gpu-check notebooks clean
 
@@ -21,7 +24,7 @@ demo: venv
 	$(BIN)/keras-mtl train --preset shapes
 
 test: venv lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 bench: venv
 	$(BIN)/python benchmarks/run_all.py
