@@ -154,6 +154,10 @@ def make_config(args, weights_path):
             "train.learning_rate=0.0001",
             f"train.mixed_precision={str(args.mixed_precision).lower()}",
             f"train.jit_compile={str(args.jit_compile).lower()}",
+            # One step per call in both runs: the N-replica run on CPU devices
+            # takes no more, and with a repeated dataset Keras rounds an
+            # epoch up to whole calls, so "auto" would train more steps there.
+            "train.steps_per_execution=1",
         ],
     )
 

@@ -106,7 +106,7 @@ def test_application_preprocessing_is_the_family_preprocess_input():
 @pytest.mark.parametrize(
     "overrides, match",
     [
-        (["model.trunk=keras.applications.NoSuchNet"], "MobileNetV3Small"),
+        (["model.trunk=keras.applications.resnet-50"], "MobileNetV3Small"),
         (["model.trunk=keras_hub:"], "keras_hub:<preset"),
         (["model.trunk_weights=/some/file.h5"], "model.trunk_weights"),
         (["model.image_range=0-100"], "model.image_range"),
@@ -115,6 +115,14 @@ def test_application_preprocessing_is_the_family_preprocess_input():
 def test_bad_backbone_settings_are_refused(overrides, match):
     with pytest.raises(ValueError, match=match):
         keras_mtl.load_config("shapes", overrides)
+
+
+def test_an_unknown_application_is_refused_when_the_model_is_built():
+    config = keras_mtl.load_config(
+        "shapes", ["model.trunk=keras.applications.NoSuchNet"]
+    )
+    with pytest.raises(ValueError, match="one of .*MobileNetV3Small"):
+        keras_mtl.build_model(config, IMAGE)
 
 
 def test_keras_hub_missing_names_the_install(monkeypatch):
