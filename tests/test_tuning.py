@@ -435,3 +435,66 @@ def test_one_se_selection_is_the_default_and_needs_two_executions(tiny_config):
         tiny_config.replace(["tuning.selection=median"])
     with pytest.raises(ValueError, match="must lie in tuning.weight_ratio"):
         check_search_space(tiny_config.replace(["tuning.weight_ratio=[2.0, 5.0]"]))
+
+
+class TrunkPerEpoch(keras.callbacks.Callback):
+    """Per epoch: whether the Trunk trained, the learning rate, its weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = {}
+        self.initial = None
+
+    def on_train_begin(self, logs=None):
+        if self.initial is None:
+            self.initial = [v.numpy() for v in self.model.get_layer("trunk").weights]
+
+    def on_epoch_end(self, epoch, logs=None):
+        trunk = self.model.get_layer("trunk")
+        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
+        self.epochs[epoch] = (
+            trunk.trainable,
+            float(rate),
+            [v.numpy() for v in trunk.weights],
+        )
+
+
+def test_a_trial_trains_the_heads_first_then_the_whole_model(tiny_config):
+    import keras_tuner as kt
+    import numpy as np
+
+    from keras_mtl.tuning.hypermodel import MultiTaskHyperModel
+
+    config = tiny_config.replace(
+        [
+            "train.epochs=2",
+            "train.freeze_epochs=1",
+            "train.learning_rate=0.002",
+            "train.fine_tune_learning_rate=0.0005",
+        ]
+    )
+    datasets = keras_mtl.load_datasets(config)
+    hypermodel = MultiTaskHyperModel(config, datasets.features)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    recorder = TrunkPerEpoch()
+    history = hypermodel.fit(
+        hp,
+        model,
+        datasets.train,
+        validation_data=datasets.validation,
+        epochs=2,
+        callbacks=[recorder],
+        verbose=0,
+    )
+    assert history.epoch == [0, 1]
+    assert len(history.history["val_unweighted_loss"]) == 2
+    frozen, rate0, weights0 = recorder.epochs[0]
+    assert not frozen and rate0 == pytest.approx(0.002)
+    for before, after in zip(recorder.initial, weights0, strict=True):
+        np.testing.assert_array_equal(before, after)
+    trains, rate1, weights1 = recorder.epochs[1]
+    assert trains and rate1 == pytest.approx(0.0005)
+    assert any(
+        not np.array_equal(a, b) for a, b in zip(weights0, weights1, strict=True)
+    )

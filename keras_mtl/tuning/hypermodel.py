@@ -22,6 +22,8 @@ import keras_tuner as kt
 import tensorflow as tf
 
 from keras_mtl.config import config_from_dict
+from keras_mtl.data.features import normalized_targets
+from keras_mtl.fine_tuning import enter_phase, merge_histories, training_phases
 from keras_mtl.models import build_model
 from keras_mtl.steps_per_execution import with_steps_per_execution
 from keras_mtl.tuning.objectives import TaskObjectives
@@ -215,8 +217,39 @@ class MultiTaskHyperModel(kt.HyperModel):
         return build_model(config, self.features)
 
     def fit(self, hp, model, *args, callbacks=None, **kwargs):
+        """Trains a trial's model, in two phases with `train.freeze_epochs`.
+
+        As `keras_mtl.train` does, the heads train alone (the Trunk frozen)
+        for `train.freeze_epochs` epochs, then the whole model from that
+        epoch on at `train.fine_tune_learning_rate`, recompiled with its
+        loss weighting kept. The tuner's callbacks see one run of epochs
+        `0 .. epochs - 1`, and the trial's metrics come from both phases.
+        """
         callbacks = [
             TaskObjectives(self.config.tasks, self.baselines),
             *(callbacks or []),
         ]
-        return model.fit(*args, callbacks=callbacks, **kwargs)
+        config = self.trial_config(hp)
+        epochs = kwargs.pop("epochs", config.train.epochs)
+        # Hyperband continues a model of an earlier round from `initial_epoch`.
+        start = kwargs.pop("initial_epoch", 0)
+        phases = [
+            p
+            for p in training_phases(config)
+            if p.first_epoch < epochs and p.last_epoch > start
+        ] or training_phases(config)[-1:]
+        histories = []
+        for phase in phases:
+            if phase.first_epoch > 0:  # `build` made phase 1's model.
+                scales = normalized_targets(config, self.features or ())
+                enter_phase(model, config, phase, scales)
+            histories.append(
+                model.fit(
+                    *args,
+                    callbacks=callbacks,
+                    initial_epoch=max(phase.first_epoch, start),
+                    epochs=epochs if phase is phases[-1] else phase.last_epoch,
+                    **kwargs,
+                )
+            )
+        return merge_histories(histories)
