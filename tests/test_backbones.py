@@ -1,7 +1,8 @@
 """Pretrained backbones as the Trunk: Keras applications and KerasHub presets.
 
 No weights are downloaded: the loading path is tested with a weights file
-that the test writes (random weights, saved, loaded by path).
+that the test writes (random weights, saved, loaded by path), and the KerasHub
+path with a tiny `ResNetBackbone` saved as a local preset.
 """
 
 import sys
@@ -20,7 +21,9 @@ from test_models import (
 
 import keras_mtl
 from keras_mtl.data.features import ImageFeature
+from keras_mtl.export import export_saved_model
 from keras_mtl.models.backbones import ApplicationPreprocessing
+from keras_mtl.models.multi_task_model import frozen_trunk_layers
 
 MOBILENET = "keras.applications.MobileNetV3Small"  # builds in ~2 s at 32x32
 IMAGE = (ImageFeature("image", (32, 32, 3)),)
@@ -28,6 +31,56 @@ IMAGE = (ImageFeature("image", (32, 32, 3)),)
 
 def backbone_config(*overrides):
     return small_config(MOBILENET).replace(list(overrides))
+
+
+def weights_of(model):
+    return {variable.path: np.array(variable) for variable in model.weights}
+
+
+def assert_same_weights(model, before):
+    changed = [
+        path
+        for path, value in weights_of(model).items()
+        if not np.array_equal(value, before[path])
+    ]
+    assert not changed, f"changed: {changed}"
+
+
+def assert_inference_changes_no_weight(model, inputs):
+    """`model(x)` and `predict` leave every weight, moving statistics
+    included, as it was, and give the same outputs."""
+    before = weights_of(model)
+    called = model(inputs)
+    predicted = model.predict(inputs, verbose=0)
+    assert_same_weights(model, before)
+    for name, value in called.items():
+        np.testing.assert_allclose(predicted[name], value, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def keras_hub_preset(tmp_path_factory):
+    """`keras_hub:<dir>` of a tiny ResNet (random weights, batch norms) and
+    its image converter, saved with `save_to_preset`: nothing downloaded."""
+    try:
+        import keras_hub
+    except ImportError:
+        pytest.fail("keras-hub is missing: pip install -e '.[dev]' installs it")
+
+    path = str(tmp_path_factory.mktemp("keras_hub_preset"))
+    keras.utils.set_random_seed(0)
+    keras_hub.models.ResNetBackbone(
+        input_conv_filters=[64],  # KerasHub's ResNet requires 64 here
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=[64],
+        stackwise_num_blocks=[1],
+        stackwise_num_strides=[1],
+        block_type="basic_block",
+    ).save_to_preset(path)
+    converter = keras_hub.layers.ResNetImageConverter(
+        image_size=(32, 32), scale=1 / 255.0
+    )
+    converter.save_to_preset(path)
+    return f"keras_hub:{path}"
 
 
 def test_backbone_is_the_trunk_and_keeps_the_gradient_contract():
@@ -137,11 +190,13 @@ def test_keras_hub_preset_is_loaded_with_its_image_converter(monkeypatch):
     def backbone_from_preset(preset, load_weights=True, dtype=None):
         calls["backbone"] = (preset, load_weights)
         inputs = keras.Input((None, None, 3))
-        return keras.Model(inputs, keras.layers.Conv2D(4, 3)(inputs))
+        features = keras.layers.Conv2D(4, 3)(inputs)
+        return keras.Model(inputs, keras.layers.BatchNormalization()(features))
 
     def converter_from_preset(preset, name=None):
+        # As KerasHub's ImageConverter: a Resizing (call defaults to training=True)
         calls["converter"] = preset
-        return keras.layers.Rescaling(1 / 255.0, name=name)
+        return keras.layers.Resizing(32, 32, name=name)
 
     stand_in = types.SimpleNamespace(
         models=types.SimpleNamespace(
@@ -159,3 +214,81 @@ def test_keras_hub_preset_is_loaded_with_its_image_converter(monkeypatch):
     assert model.get_layer("head1").input.shape == (None, 4)  # pooled
     outputs = model(image_batch()[0])
     assert outputs["first"].shape == (4, 3) and outputs["first"].dtype == tf.float32
+    assert_inference_changes_no_weight(model, image_batch()[0])
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.trunk_weights=none"],
+        ["model.trunk_weights=pretrained"],
+        ["model.trunk_weights=pretrained", "model.trunk_trainable=false"],
+    ],
+    ids=["none", "pretrained", "frozen"],
+)
+def test_keras_hub_trunk_inference_changes_no_weight_before_and_after_reload(
+    keras_hub_preset, overrides, tmp_path
+):
+    """The preset's `ImageConverter` holds a `Resizing`, whose `call` defaults
+    to `training=True`: a call without `training` must still run the
+    backbone's batch norms in inference mode."""
+    config = small_config(keras_hub_preset).replace(overrides)
+    model = keras_mtl.build_model(config, IMAGE)
+    trunk = model.get_layer("trunk")
+    batch_norms = [
+        layer
+        for layer in trunk.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+    assert batch_norms
+    inputs, _ = image_batch()
+    assert_inference_changes_no_weight(model, inputs)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    reloaded = keras.models.load_model(path)
+    assert_inference_changes_no_weight(reloaded, inputs)
+    for name, value in model(inputs).items():
+        np.testing.assert_allclose(reloaded(inputs)[name], value, atol=1e-5)
+
+    # The frozen layers stay frozen through the .keras file.
+    assert frozen_trunk_layers(reloaded) == frozen_trunk_layers(model)
+    assert len(reloaded.trainable_weights) == len(model.trainable_weights)
+    pretrained = "model.trunk_weights=pretrained" in overrides
+    assert all(layer.trainable != pretrained for layer in batch_norms)
+    # Training mode: frozen batch norms keep their statistics, others update.
+    before = weights_of(reloaded)
+    reloaded(inputs, training=True)
+    moving = [path for path in before if "moving" in path]
+    changed = [
+        p for p in moving if not np.array_equal(before[p], weights_of(reloaded)[p])
+    ]
+    assert moving and len(changed) == (0 if pretrained else len(moving))
+
+
+def test_keras_hub_trunk_export_serves_without_changing_a_weight(
+    keras_hub_preset, tmp_path
+):
+    config = small_config(keras_hub_preset).replace(["model.trunk_weights=none"])
+    model = keras_mtl.build_model(config, IMAGE)
+    inputs, _ = image_batch()
+    # export_saved_model checks the reloaded signature against model(x,
+    # training=False); a signature in training mode would differ.
+    path = export_saved_model(model, tmp_path, "hub", inputs=inputs)
+    loaded = tf.saved_model.load(str(path))
+    before = [variable.numpy() for variable in loaded.variables]
+    loaded.signatures["serving_default"](**inputs)
+    for variable, value in zip(loaded.variables, before, strict=True):
+        np.testing.assert_array_equal(variable.numpy(), value)
+
+
+def test_augmented_application_trunk_inference_changes_no_weight(tmp_path):
+    """A random augmentation layer defaults to `training=True` too."""
+    config = backbone_config("model.trunk_weights=none")
+    features = (ImageFeature("image", (32, 32, 3), augment=("flip",)),)
+    model = keras_mtl.build_model(config, features)
+    inputs, _ = image_batch()
+    assert_inference_changes_no_weight(model, inputs)
+    model.save(tmp_path / "model.keras")
+    assert_inference_changes_no_weight(
+        keras.models.load_model(tmp_path / "model.keras"), inputs
+    )

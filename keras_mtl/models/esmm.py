@@ -16,6 +16,8 @@ The model's outputs stay the two tasks' (`{task1: pCTR, task2: pCTCVR}`);
 import keras
 from keras import ops
 
+from keras_mtl.models.multi_task_model import MultiTaskModel
+
 LAYER_NAME = "esmm"
 
 
@@ -73,7 +75,8 @@ def serving_model(model):
         model: A model from `build_model` (or loaded from a `.keras` file).
 
     Returns:
-        A `keras.Model` with dict outputs.
+        A `keras.Model` with dict outputs (a `MultiTaskModel`, so that a call
+        without `training` runs in inference mode).
     """
     try:
         product = model.get_layer(LAYER_NAME)
@@ -83,4 +86,4 @@ def serving_model(model):
         return model
     _, conditional = model.get_layer("head2").output
     outputs = {**model.output, product.conditional_name: conditional}
-    return keras.Model(model.inputs, outputs, name=model.name)
+    return MultiTaskModel(model.inputs, outputs, name=model.name)

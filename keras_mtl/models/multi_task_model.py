@@ -1,7 +1,9 @@
 """`MultiTaskModel`: the functional model class that `build_model` returns.
 
 It adds the loss weighting (`keras_mtl.weighting`) to `keras.Model`'s
-training step and saves the weighting's state with the model's variables.
+training step and saves the weighting's state with the model's variables,
+runs in inference mode unless called with `training=True`, and keeps the
+Trunk's frozen layers frozen through a `.keras` file.
 """
 
 import logging
@@ -17,7 +19,7 @@ logger = logging.getLogger(__name__)
 class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
     """A functional `keras.Model` with one output per task.
 
-    It differs from `keras.Model` in two places. Under a `tf.distribute`
+    It differs from `keras.Model` in four places. Under a `tf.distribute`
     strategy, Keras 3.15 averages the first distributed batch over the replicas
     only to learn its shapes before training, and averaging fails for string
     inputs such as raw CSV columns. This model takes the first replica's share
@@ -29,7 +31,25 @@ class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
     `train_step`, `compute_loss` and `fit` delegate to it. Its state is saved
     in `.keras` files and weight checkpoints but is not a tracked part of the
     model, so exported SavedModels never carry it.
+
+    A call without `training` runs in inference mode (`training=False`):
+    `model(x)` and the exported SavedModel's signatures, as `predict` and
+    `evaluate` already do. A plain functional model passes `training=None`
+    on, and in Keras 3.15 the first layer whose `call` defaults to
+    `training=True` (`Resizing` in a KerasHub `ImageConverter`, the random
+    augmentation layers) sets it for every layer after it in that call
+    (fixed upstream in keras-team/keras#23166): the Trunk's batch norms then
+    normalise with the batch's statistics and update their moving ones, and
+    the augmentations transform the image.
+
+    And a `.keras` file restores the Trunk's frozen layers (`trainable =
+    False`): Keras saves each layer's flag only where the Trunk's config holds
+    its layers (a `keras.applications` model), not inside a KerasHub backbone,
+    which rebuilds its layers from its own arguments.
     """
+
+    def call(self, inputs, training=False, mask=None, **kwargs):
+        return super().call(inputs, training=training, mask=mask, **kwargs)
 
     @property
     def weighting(self):
@@ -71,6 +91,9 @@ class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
         config = super().get_config()
         if self.weighting is not None:
             config["weighting"] = self.weighting.get_config()
+        frozen = frozen_trunk_layers(self)
+        if frozen:
+            config["frozen_trunk_layers"] = frozen
         return config
 
     @classmethod
@@ -79,9 +102,11 @@ class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
 
         config = dict(config)
         weighting = config.pop("weighting", None)
+        frozen = config.pop("frozen_trunk_layers", [])
         model = super().from_config(config, custom_objects=custom_objects)
         if weighting is not None:
             model.set_weighting(weighting_from_config(weighting))
+        freeze_trunk_layers(model, frozen)
         return model
 
     def save_own_variables(self, store):
@@ -112,3 +137,50 @@ class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
 
     def _weighting_variables(self):
         return self.weighting.variables if self.weighting is not None else []
+
+
+def _trunk(model):
+    try:
+        return model.get_layer("trunk")
+    except ValueError:  # A model without the diagram's Trunk.
+        return None
+
+
+def _nested_layers(trunk):
+    """`(path, layer)` for every layer nested in `trunk`, the path made of
+    the layer names below it (`"conv1_bn"`, `"block/bn"`)."""
+    stack = [("", trunk)]
+    while stack:
+        prefix, layer = stack.pop()
+        for inner in getattr(layer, "layers", []):
+            if isinstance(inner, keras.layers.InputLayer):
+                continue  # No weights, and a generated name (input_layer_3).
+            path = f"{prefix}{inner.name}"
+            yield path, inner
+            stack.append((f"{path}/", inner))
+
+
+def frozen_trunk_layers(model):
+    """The sorted paths of the Trunk's layers with `trainable = False`, and
+    `""` first when the Trunk itself is frozen."""
+    trunk = _trunk(model)
+    if trunk is None:
+        return []
+    nested = sorted(
+        path for path, layer in _nested_layers(trunk) if not layer.trainable
+    )
+    return nested if trunk.trainable else ["", *nested]
+
+
+def freeze_trunk_layers(model, paths):
+    """Sets `trainable = False` on the Trunk's layers at `paths` (as
+    `frozen_trunk_layers` returns them); a path it does not hold is skipped."""
+    trunk = _trunk(model)
+    paths = set(paths)
+    if trunk is None or not paths:
+        return
+    if "" in paths:
+        trunk.trainable = False
+    for path, layer in _nested_layers(trunk):
+        if path in paths:
+            layer.trainable = False
