@@ -19,7 +19,9 @@ Goal: the one-SE pick is never significantly worse than equal weights on
 test (the interval of the difference does not lie above 0), and is better
 where its validation gain was significant.
 
-Two scenarios (`KERAS_MTL_BENCH_TUNING_SCENARIOS`, default both):
+Two scenarios (`KERAS_MTL_BENCH_TUNING_SCENARIOS`, default both; a scenario
+left out keeps its committed section, marked with the date it ran), each over
+`KERAS_MTL_BENCH_SEEDS` seeds (default 5):
 
 - `adult`: the preset as it is, where equal weights are hard to beat.
 - `unscaled`: where the weights matter. Head 2 regresses `hours-per-week`
@@ -30,6 +32,7 @@ Two scenarios (`KERAS_MTL_BENCH_TUNING_SCENARIOS`, default both):
   second half of the goal can be put to the test.
 """
 
+import json
 import os
 import tempfile
 import time
@@ -76,9 +79,10 @@ def _settings(quick, root, scenario="adult"):
                 "model.head_units=16",
             ],
         )
+    count = int(os.environ.get("KERAS_MTL_BENCH_SEEDS", 5))
     return (
         "adult",
-        [0, 1, 2, 3, 4],
+        list(range(count)),
         6,
         [
             *overrides,
@@ -238,12 +242,38 @@ def _scenario(quick, scenario):
     }
 
 
+def _earlier_scenarios(names):
+    """Scenarios of the committed `tuning.json` that this run leaves out,
+    each with the date it ran (a result from before scenarios were named is
+    the `adult` one)."""
+    path = harness.RESULTS / "tuning.json"
+    if not path.is_file():
+        return []
+    record = json.loads(path.read_text())
+    earlier = record.get("scenarios") or [{**record, "scenario": "adult"}]
+    kept = []
+    for result in earlier:
+        if result["scenario"] not in names:
+            created = result.get("created", record["created"])
+            kept.append({**result, "created": created, "rerun": False})
+    return kept
+
+
 def run(quick=False):
     names = ["adult"] if quick else scenarios()
     results = [_scenario(quick, name) for name in names]
-    sections = [f"### Scenario `{r['scenario']}`\n\n{r['markdown']}" for r in results]
     if quick:
         sections = [results[0]["markdown"]]
+    else:
+        results += _earlier_scenarios(names)
+        order = {name: i for i, name in enumerate(("adult", "unscaled"))}
+        results.sort(key=lambda r: order.get(r["scenario"], len(order)))
+        sections = [
+            f"### Scenario `{r['scenario']}`"
+            + ("" if r.get("rerun", True) else f" (run {r['created']}, not rerun)")
+            + f"\n\n{r['markdown']}"
+            for r in results
+        ]
     return {
         "title": "Loss-weight tuning: the pick against equal weights",
         "markdown": "\n\n".join(sections),
