@@ -22,13 +22,6 @@ NEEDS_ADULT = {"05_tabular.ipynb"}
 # Set while the tests run a notebook: a slow one (its first cell says so) then
 # runs on tiny data.
 QUICK = "KERAS_MTL_NOTEBOOK_QUICK"
-# Notebooks the tests do not execute, even on tiny data: 06 fits
-# MobileNetV3Small three times and exports it; tracing those takes most of its
-# 66-76 s quick run on 2 cores, over the tests' budget. `make notebooks` runs
-# it; test_committed_with_outputs checks its committed outputs.
-NOT_EXECUTED = {"06_backbones_on_image_files.ipynb"}
-EXECUTED = [path for path in ALL if path.name not in NOT_EXECUTED]
-
 
 def test_there_are_notebooks():
     assert NAMES == [
@@ -40,7 +33,6 @@ def test_there_are_notebooks():
         "06_backbones_on_image_files.ipynb",
         "07_architectures.ipynb",
     ]
-    assert NOT_EXECUTED <= set(NAMES)
 
 
 def test_the_readme_lists_every_notebook():
@@ -77,7 +69,7 @@ def _scratch_copy(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", EXECUTED, ids=[path.name for path in EXECUTED])
+@pytest.mark.parametrize("path", ALL, ids=NAMES)
 def test_runs_top_to_bottom(path, tmp_path, monkeypatch):
     # A notebook whose full run takes minutes reads this and shrinks its data and
     # epochs; every cell still runs. `make notebooks` makes the committed outputs.
