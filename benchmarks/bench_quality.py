@@ -15,7 +15,9 @@ restored), with the learning rate halved on a plateau (`PROTOCOL` below);
 the table gives mean +- sd over seeds, delta-m against the single-task models
 and the paired difference to equal static weights, each with a 95 % t
 interval. Gradient-boosted trees (scikit-learn's HistGradientBoosting) per
-task on the same columns, splits and labelled rows are a row of each table.
+task on the same columns, splits and labelled rows are a row of each table,
+and so is static weighting with the income weight at its labelled fraction
+(`tasks.1.weight = f`). Shapes has its own benchmark, `quality_shapes`.
 
 Environment: `KERAS_MTL_BENCH_METHODS` (comma-separated weighting methods,
 `all` for every registered one), `KERAS_MTL_BENCH_SEEDS` (how many),
@@ -330,7 +332,12 @@ def run(quick=False):
         overrides, fraction_list = {"adult": _adult, "shapes": _shapes}[preset](quick)
         default = DEFAULT_METHODS if preset == "adult" else "static,uncertainty,famo"
         parts, results[preset], budget, seconds = run_sections(
-            preset, overrides, fraction_list, methods(default, quick), seeds(quick)
+            preset,
+            overrides,
+            fraction_list,
+            methods(default, quick),
+            seeds(quick),
+            scaled_weight=True,
         )
         sections += parts
         budgets.append(f"{preset}: {budget}")
