@@ -98,17 +98,6 @@ def image_file_configs(epochs):
     return configs
 
 
-def _first_batch_cpu_ms(dataset, passes=10):
-    """Median CPU milliseconds to make an iterator and take its first batch:
-    the fixed cost Keras pays at the start of every epoch."""
-    samples = []
-    for _ in range(passes + 1):
-        start = time.process_time()
-        next(iter(dataset))
-        samples.append(time.process_time() - start)
-    return 1000 * statistics.median(samples[1:])
-
-
 def _source(config):
     return {"csv": "CSV", "images": "PNG files"}.get(config.data.source, "TFDS")
 
@@ -142,8 +131,8 @@ def run(quick=False, only=None, repeats=None):
         rates = {name: statistics.median(values) for name, values in samples.items()}
         cpu_ms = _cpu_ms_per_batch(datasets.train)
         first = {
-            "pipeline": _first_batch_cpu_ms(datasets.train),
-            "memory": _first_batch_cpu_ms(memory),
+            "pipeline": harness.first_element_cpu_ms(datasets.train),
+            "memory": harness.first_element_cpu_ms(memory),
         }
         results[label] = {
             "steps_per_second": rates,

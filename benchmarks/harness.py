@@ -109,3 +109,15 @@ def write_result(name, result):
     }
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1, default=str))
     return record
+
+
+def first_element_cpu_ms(dataset, passes=10):
+    """Median CPU milliseconds to make an iterator of `dataset` and take its
+    first element (after one warm-up): the fixed cost Keras pays at the
+    start of every epoch, where it makes a new iterator."""
+    samples = []
+    for _ in range(passes + 1):
+        start = time.process_time()
+        next(iter(dataset))
+        samples.append(time.process_time() - start)
+    return 1000 * statistics.median(samples[1:])

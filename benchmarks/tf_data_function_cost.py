@@ -10,23 +10,14 @@ function's boundary, and how big they are.
 """
 
 import os
-import statistics
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf  # noqa: E402
 
+from harness import first_element_cpu_ms  # noqa: E402
+
 ROWS = 22_800  # about adult's training split
-
-
-def first_element_cpu_ms(dataset, passes=30):
-    samples = []
-    for _ in range(passes + 1):
-        start = time.process_time()
-        next(iter(dataset))
-        samples.append(time.process_time() - start)
-    return 1000 * statistics.median(samples[1:])
 
 
 def main():
@@ -64,7 +55,7 @@ def main():
     print("| pipeline | new iterator + first element, CPU ms (median of 30) |")
     print("|---|---|")
     for label, dataset in cases.items():
-        print(f"| {label} | {first_element_cpu_ms(dataset):.1f} |")
+        print(f"| {label} | {first_element_cpu_ms(dataset, passes=30):.1f} |")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import keras_mtl  # noqa: E402
@@ -19,6 +20,27 @@ import keras_mtl.data  # noqa: E402, F401  (registers the embedded TFDS builder)
 keras_mtl.configure_cpu_replicas(2)
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+class TrunkRecorder(keras.callbacks.Callback):
+    """Per epoch: the Trunk's trainable flag, the learning rate, its weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = {}
+        self.initial = None
+
+    def on_train_begin(self, logs=None):
+        if self.initial is None:
+            self.initial = [np.array(v) for v in self.model.get_layer("trunk").weights]
+
+    def on_epoch_end(self, epoch, logs=None):
+        trunk = self.model.get_layer("trunk")
+        self.epochs[epoch] = (
+            trunk.trainable,
+            float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+            [np.array(v) for v in trunk.weights],
+        )
 
 
 class InterruptAtEpoch(keras.callbacks.Callback):

@@ -1,34 +1,12 @@
 """The two-phase schedule: heads alone, then the whole model, across a resume."""
 
-import keras
 import numpy as np
 import pytest
 
 import keras_mtl
 from keras_mtl.fine_tuning import Phase, training_phases
 
-from conftest import InterruptAtEpoch
-
-
-class TrunkRecorder(keras.callbacks.Callback):
-    """Per epoch: the Trunk's trainable flag, the learning rate, its weights."""
-
-    def __init__(self):
-        super().__init__()
-        self.epochs = {}
-        self.initial = None
-
-    def on_train_begin(self, logs=None):
-        if self.initial is None:
-            self.initial = [np.array(v) for v in self.model.get_layer("trunk").weights]
-
-    def on_epoch_end(self, epoch, logs=None):
-        trunk = self.model.get_layer("trunk")
-        self.epochs[epoch] = (
-            trunk.trainable,
-            float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            [np.array(v) for v in trunk.weights],
-        )
+from conftest import InterruptAtEpoch, TrunkRecorder
 
 
 def test_training_phases():

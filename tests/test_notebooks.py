@@ -23,6 +23,7 @@ NEEDS_ADULT = {"05_tabular.ipynb"}
 # runs on tiny data.
 QUICK = "KERAS_MTL_NOTEBOOK_QUICK"
 
+
 def test_there_are_notebooks():
     assert NAMES == [
         "01_quickstart.ipynb",

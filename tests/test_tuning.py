@@ -13,7 +13,7 @@ from keras_mtl.tuning import TaskObjectives, apply_values, resolve_objective
 from keras_mtl.tuning.hypermodel import check_search_space
 from keras_mtl.tuning.selection import select_trial
 
-from conftest import tiny_overrides
+from conftest import TrunkRecorder, tiny_overrides
 
 
 class CountFits(keras.callbacks.Callback):
@@ -437,28 +437,6 @@ def test_one_se_selection_is_the_default_and_needs_two_executions(tiny_config):
         check_search_space(tiny_config.replace(["tuning.weight_ratio=[2.0, 5.0]"]))
 
 
-class TrunkPerEpoch(keras.callbacks.Callback):
-    """Per epoch: whether the Trunk trained, the learning rate, its weights."""
-
-    def __init__(self):
-        super().__init__()
-        self.epochs = {}
-        self.initial = None
-
-    def on_train_begin(self, logs=None):
-        if self.initial is None:
-            self.initial = [v.numpy() for v in self.model.get_layer("trunk").weights]
-
-    def on_epoch_end(self, epoch, logs=None):
-        trunk = self.model.get_layer("trunk")
-        rate = keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-        self.epochs[epoch] = (
-            trunk.trainable,
-            float(rate),
-            [v.numpy() for v in trunk.weights],
-        )
-
-
 def test_a_trial_trains_the_heads_first_then_the_whole_model(tiny_config):
     import keras_tuner as kt
     import numpy as np
@@ -477,7 +455,7 @@ def test_a_trial_trains_the_heads_first_then_the_whole_model(tiny_config):
     hypermodel = MultiTaskHyperModel(config, datasets.features)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
-    recorder = TrunkPerEpoch()
+    recorder = TrunkRecorder()
     history = hypermodel.fit(
         hp,
         model,
