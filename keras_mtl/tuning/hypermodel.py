@@ -229,7 +229,10 @@ class MultiTaskHyperModel(kt.HyperModel):
             TaskObjectives(self.config.tasks, self.baselines),
             *(callbacks or []),
         ]
-        config = self.trial_config(hp)
+        # Phase 2 compiles again: with the steps per call `build` resolved.
+        config = with_steps_per_execution(
+            self.trial_config(hp), model.distribute_strategy
+        )
         epochs = kwargs.pop("epochs", config.train.epochs)
         # Hyperband continues a model of an earlier round from `initial_epoch`.
         start = kwargs.pop("initial_epoch", 0)
