@@ -93,9 +93,9 @@ def interleaved_times(functions, repeats=5, warmup=1):
 
 
 def markdown_table(headers, rows):
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
+    from keras_mtl.markdown import table_lines
+
+    return "\n".join(table_lines(headers, rows))
 
 
 def write_result(name, result):

@@ -14,6 +14,7 @@ from pathlib import Path
 from keras_mtl import tasks as task_lib
 from keras_mtl.evaluation.delta_m import delta_m, delta_m_per_task, mean_and_std
 from keras_mtl.evaluation.paired import format_difference, paired_difference
+from keras_mtl.markdown import table_lines
 
 
 def _stats(values):
@@ -202,8 +203,6 @@ class WeightingComparison:
             "single-task models of the same seed, in %, negative is better; "
             "[95 % t interval of the paired difference], `*` where it excludes 0.",
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
         ]
         summary = self.baselines.summary()
         baseline_cells = [
@@ -213,11 +212,9 @@ class WeightingComparison:
             for name, metric in metrics
         ]
         filler = [""] * len(self.tasks)
-        lines.append(
-            "| single-task models | "
-            + " | ".join(baseline_cells + filler + ["0 (reference)", "", ""])
-            + " |"
-        )
+        rows = [
+            ["single-task models", *baseline_cells, *filler, "0 (reference)", "", ""]
+        ]
         for row in self.rows:
             cells = [_cell(row[f"{name}_{metric}"]) for name, metric in metrics]
             cells += [_cell(row[f"{task.name}_weight"], 3) for task in self.tasks]
@@ -225,8 +222,8 @@ class WeightingComparison:
             vs = row["vs_reference"]
             cells.append("" if vs is None else format_difference(vs["delta_m"]))
             cells.append(_cell(row["epochs"], 1))
-            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
-        lines += ["", *self._per_task_markdown()]
+            rows.append([row["method"], *cells])
+        lines += [*table_lines(header, rows), "", *self._per_task_markdown()]
         return "\n".join(lines) + "\n"
 
     def _per_task_markdown(self):
@@ -244,9 +241,8 @@ class WeightingComparison:
             "[95 % CI], `*` "
             "where it excludes 0.",
             "",
-            "| " + " | ".join(header) + " |",
-            "|" + "---|" * len(header),
         ]
+        rows = []
         for row in self.rows:
             cells = []
             for key in ("vs_single_task", "vs_reference"):
@@ -258,8 +254,8 @@ class WeightingComparison:
                     cells.append(
                         "" if difference is None else format_difference(difference)
                     )
-            lines.append(f"| {row['method']} | " + " | ".join(cells) + " |")
-        return lines
+            rows.append([row["method"], *cells])
+        return lines + table_lines(header, rows)
 
     def to_dict(self):
         """A JSON-ready dict: the split, the reference, the baselines and the rows."""

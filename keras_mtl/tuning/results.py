@@ -17,6 +17,7 @@ import math
 
 from keras_mtl import tasks as task_lib
 from keras_mtl.compat.keras_tuner_oracle import default_values
+from keras_mtl.markdown import table_lines
 from keras_mtl.tuning.executions import execution_values
 
 # Keras Tuner's bookkeeping hyperparameters (Hyperband) that are not choices.
@@ -133,8 +134,5 @@ def rows_to_markdown(rows, title=""):
     """The rows as a Markdown table (4 significant digits)."""
     columns = _columns(rows)
     lines = [f"{title}\n"] if title else []
-    lines.append("| " + " | ".join(columns) + " |")
-    lines.append("|" + "---|" * len(columns))
-    for row in rows:
-        lines.append("| " + " | ".join(_cell(row.get(c)) for c in columns) + " |")
-    return "\n".join(lines) + "\n"
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    return "\n".join(lines + table_lines(columns, cells)) + "\n"
