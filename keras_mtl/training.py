@@ -46,7 +46,7 @@ from keras_mtl.callbacks import (
     epoch_only,
 )
 from keras_mtl.config import config_from_dict
-from keras_mtl.data import load_datasets
+from keras_mtl.data import load_datasets, repeat_epochs
 from keras_mtl.data.features import normalized_targets
 from keras_mtl.diagnostics import GradientDiagnostics, diagnostic_batch
 from keras_mtl.distribute import describe_strategy, make_strategy
@@ -325,7 +325,8 @@ def _enter_next_phase(model, config, phase, datasets):
 
 
 def _fit_phase(model, datasets, phase, callbacks, verbose, after_phase, last):
-    """`model.fit` over the epochs of `phase`.
+    """`model.fit` over the epochs of `phase`, with one iterator of the
+    training batches for all of them (`repeat_epochs`).
 
     The backup is kept at the end of a phase that another follows, and, when
     that phase ran in this process (`after_phase`), written again in the
@@ -338,8 +339,10 @@ def _fit_phase(model, datasets, phase, callbacks, verbose, after_phase, last):
                 callback.save_backup(phase.first_epoch)
         if isinstance(callback, keras.callbacks.CSVLogger) and phase.first_epoch:
             callback.append = True
+    batches, steps = repeat_epochs(datasets.train)
     return model.fit(
-        datasets.train,
+        batches,
+        steps_per_epoch=steps,
         validation_data=datasets.validation,
         initial_epoch=phase.first_epoch,
         epochs=phase.last_epoch,

@@ -251,6 +251,50 @@ def test_maybe_symbolic_build_gets_the_epoch_iterator_under_a_strategy():
     )
 
 
+def _endless_fit(model_class, steps_per_execution, steps_per_epoch=5, epochs=2):
+    """Trained steps of `epochs` epochs of `steps_per_epoch` steps of an
+    endless dataset, and the first input each epoch trained on."""
+    x, y = _data(rows=40)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    model = _tiny_model(model_class=model_class)
+    model.compile(
+        optimizer="sgd",
+        loss={"a": "mse", "b": "mae"},
+        steps_per_execution=steps_per_execution,
+    )
+    model.fit(
+        batches,
+        steps_per_epoch=steps_per_epoch,
+        epochs=epochs,
+        verbose=0,
+        shuffle=False,
+    )
+    return int(model.optimizer.iterations)
+
+
+def test_keras_runs_a_whole_last_call_into_the_next_epoch():
+    """Remove `ExactEpochSteps` once this fails: Keras then runs epochs of
+    `steps_per_epoch` steps itself when `steps_per_execution` does not divide
+    them."""
+    assert _endless_fit(keras.Model, 3) == 12  # two epochs of 3 + 3 steps
+    assert _endless_fit(keras.Model, 1) == 10
+
+
+class ExactModel(keras_trainer.ExactEpochSteps, keras.Model):
+    pass
+
+
+def test_a_train_function_called_with_steps_per_execution_r_runs_r_steps():
+    canary(
+        _endless_fit(ExactModel, 3) == 10,
+        "TensorFlowTrainer.make_train_function",
+        "a train function made and called while steps_per_execution is 2 to "
+        "run 2 steps (epochs of 3 + 2 steps)",
+    )
+    assert _endless_fit(ExactModel, 4, steps_per_epoch=9, epochs=3) == 27
+    assert _endless_fit(ExactModel, 5) == 10  # divides: one call an epoch
+
+
 # Callbacks ----------------------------------------------------------------
 
 

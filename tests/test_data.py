@@ -278,3 +278,13 @@ def test_every_training_epoch_is_a_new_permutation(tiny_config, cache):
     for epoch in (first, second):
         assert len(epoch) == 448 and set(epoch) == set(in_order)
     assert first != in_order and second != in_order and first != second
+    # One iterator for all epochs, as keras_mtl.train fits: the same epochs.
+    endless, steps = keras_mtl.data.repeat_epochs(keras_mtl.load_datasets(config).train)
+    assert steps == 7
+    assert int(endless.cardinality()) == tf.data.INFINITE_CARDINALITY
+    assert _example_keys(endless.take(2 * steps)) == first + second
+
+
+def test_a_dataset_of_unknown_length_is_not_repeated():
+    dataset = tf.data.Dataset.range(10).filter(lambda x: x < 5).batch(2)
+    assert keras_mtl.data.repeat_epochs(dataset) == (dataset, None)

@@ -14,13 +14,18 @@ from keras_mtl.steps_per_execution import AUTO_STEPS, resolve_steps_per_executio
 import weighting_helpers as helpers
 
 
-def _trained_weights(method, steps_per_execution):
+def _trained_weights(method, steps_per_execution, endless=False):
     model = helpers.build(
         method, extra=[f"train.steps_per_execution={steps_per_execution}"]
     )
     assert model.steps_per_execution == steps_per_execution
     data = helpers.batches(helpers.toy_data(64))  # 4 batches of 16
-    model.fit(data, epochs=2, verbose=0, shuffle=False)
+    if endless:  # As keras_mtl.train fits.
+        data, steps = keras_mtl.data.repeat_epochs(data)
+        model.fit(data, steps_per_epoch=steps, epochs=2, verbose=0, shuffle=False)
+        assert int(model.optimizer.iterations) == 2 * steps
+    else:
+        model.fit(data, epochs=2, verbose=0, shuffle=False)
     state = model.weighting.variables if model.weighting is not None else []
     return model.get_weights() + [np.asarray(v) for v in state]
 
@@ -28,9 +33,10 @@ def _trained_weights(method, steps_per_execution):
 @pytest.mark.parametrize("method", weighting_methods.names())
 def test_three_steps_per_call_train_as_one(method):
     """Per-step state (weights, logits, seeds) updates once per step: 3 steps
-    per call (a call of 3 and one of 1 per epoch) give the same weights."""
+    per call (a call of 3 and one of 1 per epoch of the endless dataset that
+    keras_mtl.train fits on) give the same weights."""
     one = _trained_weights(method, 1)
-    three = _trained_weights(method, 3)
+    three = _trained_weights(method, 3, endless=True)
     for index, (got, expected) in enumerate(zip(three, one, strict=True)):
         np.testing.assert_allclose(
             got, expected, rtol=1e-5, atol=1e-6, err_msg=f"{method}: weight {index}"

@@ -41,6 +41,32 @@ def test_logged_total_loss_is_the_weighted_sum_of_task_losses(tiny_config):
     )
 
 
+class StepsPerEpoch(keras.callbacks.Callback):
+    """The optimizer's step count at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps.append(int(self.model.optimizer.iterations))
+
+
+def test_every_epoch_trains_its_steps_when_steps_per_call_do_not_divide_them(
+    tiny_config,
+):
+    # 5 steps an epoch, 2 steps per call: calls of 2, 2 and 1, from one
+    # iterator of the training batches for the whole fit.
+    config = tiny_config.replace(
+        ["data.max_examples=320", "train.epochs=3", "train.steps_per_execution=2"]
+    )
+    counter = StepsPerEpoch()
+    model, history, _ = keras_mtl.train(config, callbacks=[counter], verbose=0)
+    assert model.steps_per_execution == 2
+    assert counter.steps == [5, 10, 15]
+    assert history.epoch == [0, 1, 2]
+
+
 def test_an_interrupted_run_resumes_at_the_next_epoch(tiny_config):
     config = tiny_config.replace(["train.epochs=3"])
     with pytest.raises(KeyboardInterrupt):

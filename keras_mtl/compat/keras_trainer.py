@@ -15,13 +15,18 @@ API for either half, so the private names are reached here, and only here:
   that `Layer.save_own_variables` writes, by index);
 - `TensorFlowTrainer._maybe_symbolic_build`, `Trainer._symbolic_build` and
   `Trainer._distribute_strategy` (the build from the first batch under a
-  strategy; see `FirstReplicaSymbolicBuild`).
+  strategy; see `FirstReplicaSymbolicBuild`);
+- no private name, but a workaround of the trainer's behaviour: a train
+  function made and called while `steps_per_execution` is r runs r steps a
+  call (`ExactEpochSteps`, which runs an epoch's last, shorter call so).
 
 Each has a canary test in `tests/test_compat.py`.
 """
 
 import collections
+import inspect
 
+import keras
 import tensorflow as tf
 
 from keras_mtl.compat.internals import attribute, require
@@ -130,3 +135,78 @@ class FirstReplicaSymbolicBuild:
         symbolic_build = attribute(self, "_symbolic_build", BUILD, owner="Trainer")
         with strategy.scope():
             symbolic_build(data_batch=data_batch)
+
+
+class ExactEpochSteps:
+    """`fit` on an endless dataset runs exactly `steps_per_epoch` steps an epoch.
+
+    Keras 3.15 runs `steps_per_execution` (k) steps per call of its train
+    function and calls it ceil(n / k) times an epoch of `steps_per_epoch` (n)
+    steps. When k does not divide n the last call runs k steps too, into the
+    next epoch's batches: with n = 89 and k = 16 every epoch trains 96 steps
+    and starts 7 batches later in the data than the one before. On an endless
+    dataset (infinite cardinality, which is what `keras_mtl.train` fits on:
+    `keras_mtl.data.repeat_epochs`), this mixin runs the last call of each
+    epoch with a second train function of n mod k steps. Other inputs train
+    as in Keras.
+
+    Keras' TensorFlow trainer reads `steps_per_execution` when it traces its
+    train function, at the function's first call; the second function is
+    made and called while the attribute says n mod k, so that it runs n mod
+    k steps whenever Keras reads it. A mixin for `keras.Model` subclasses;
+    `tests/test_compat.py` checks that a function called so runs that many
+    steps, and tells when Keras runs exact epochs itself.
+    """
+
+    def fit(self, *args, **kwargs):
+        bound = inspect.signature(keras.Model.fit).bind(self, *args, **kwargs)
+        x = bound.arguments.get("x")
+        steps = bound.arguments.get("steps_per_epoch")
+        endless = (
+            isinstance(x, tf.data.Dataset)
+            and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY
+        )
+        self.__dict__["_exact_epoch"] = [int(steps), 0] if steps and endless else None
+        try:
+            return super().fit(*args, **kwargs)
+        finally:
+            self.__dict__["_exact_epoch"] = None
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        whole, per_call, tails = self.train_function, self.steps_per_execution, {}
+
+        def train_function(iterator):
+            epoch = self.__dict__.get("_exact_epoch")
+            if not epoch or epoch[0] % per_call == 0:
+                return whole(iterator)
+            steps, call = epoch
+            epoch[1] += 1
+            calls = -(-steps // per_call)
+            if call % calls != calls - 1:
+                return whole(iterator)
+            rest = steps % per_call
+            with _steps_per_execution(self, rest):
+                if rest not in tails:
+                    super(ExactEpochSteps, self).make_train_function(force=True)
+                    tails[rest] = self.train_function
+                return tails[rest](iterator)
+
+        self.train_function = train_function
+        return train_function
+
+
+class _steps_per_execution:
+    """Sets `model.steps_per_execution` (and keeps `train_function`) inside."""
+
+    def __init__(self, model, steps):
+        self.model, self.steps = model, steps
+
+    def __enter__(self):
+        self.saved = self.model.steps_per_execution, self.model.train_function
+        self.model.steps_per_execution = self.steps
+
+    def __exit__(self, *exc):
+        self.model.steps_per_execution, self.model.train_function = self.saved

@@ -7,7 +7,7 @@ from keras_mtl.data.features import (
     NumericFeature,
     VectorFeature,
 )
-from keras_mtl.data.pipeline import Datasets, load_datasets
+from keras_mtl.data.pipeline import Datasets, load_datasets, repeat_epochs
 
 __all__ = [
     "CategoricalFeature",
@@ -16,4 +16,5 @@ __all__ = [
     "NumericFeature",
     "VectorFeature",
     "load_datasets",
+    "repeat_epochs",
 ]

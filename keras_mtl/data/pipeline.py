@@ -208,6 +208,41 @@ def load_datasets(config, replicas=1):
     )
 
 
+def repeat_epochs(dataset):
+    """`(batches, steps_per_epoch)` that fit `dataset` with one iterator.
+
+    Keras makes a new iterator of a finite dataset every epoch, and tf.data
+    instantiates (and grappler optimises) every function of the pipeline for
+    it, then waits for its first batch: on the adult MLP that fixed cost was
+    about a fifth of an epoch (`benchmarks/bench_pipeline.py`). Repeated, the
+    dataset's epochs follow one another in one iterator, each reshuffled as
+    before (the per-epoch seed stream, `Dataset.shuffle`'s
+    `reshuffle_each_iteration`), and the next epoch's first batches are
+    prefetched while the current one ends. `fit(batches,
+    steps_per_epoch=steps)` of a `MultiTaskModel` runs exactly `steps` steps
+    an epoch whatever `steps_per_execution` is
+    (`keras_mtl.compat.keras_trainer.ExactEpochSteps`).
+
+    Args:
+        dataset: A batched `tf.data.Dataset`, e.g. `Datasets.train`.
+
+    Returns:
+        `(endless dataset, steps of one epoch)`, or `(dataset, None)` when its
+        number of batches is not known (it is then fitted as it is).
+
+    Example:
+
+    ```python
+    batches, steps = repeat_epochs(datasets.train)
+    model.fit(batches, steps_per_epoch=steps, epochs=3)
+    ```
+    """
+    steps = int(dataset.cardinality())
+    if steps <= 0:
+        return dataset, None
+    return dataset.repeat().prefetch(tf.data.AUTOTUNE), steps
+
+
 def _batched(config, dataset, count, training, replicas, decode=None):
     """One split batched (and shuffled, for training) as `config` says.
 

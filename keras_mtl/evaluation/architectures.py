@@ -27,7 +27,7 @@ import keras
 import numpy as np
 
 from keras_mtl.config import load_config
-from keras_mtl.data import load_datasets
+from keras_mtl.data import load_datasets, repeat_epochs
 from keras_mtl.evaluation.paired import paired_difference
 from keras_mtl.models import build_model, build_single_task_model, serving_model
 
@@ -47,7 +47,8 @@ def train_one(config, seed, task=None):
     else:
         model = build_single_task_model(config, task, datasets.features)
         train = train.map(lambda x, y: (x, {task: y[task]}))
-    model.fit(train, epochs=config.train.epochs, verbose=0)
+    batches, steps = repeat_epochs(train)
+    model.fit(batches, steps_per_epoch=steps, epochs=config.train.epochs, verbose=0)
     return model, datasets
 
 

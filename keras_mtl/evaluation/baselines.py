@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from keras_mtl import tasks as task_lib
 from keras_mtl.data.features import normalized_targets
+from keras_mtl.data.pipeline import repeat_epochs
 from keras_mtl.distribute import make_strategy
 from keras_mtl.evaluation.delta_m import mean_and_std, mean_metrics
 from keras_mtl.evaluation.report import evaluate_predictions
@@ -261,9 +262,11 @@ def train_baseline(config, task, seed, *, datasets, strategy, verbose=0):
         if phase.first_epoch:
             scales = normalized_targets(config, datasets.features)
             enter_phase(model, config, phase, scales, tasks=[task])
+        batches, steps = repeat_epochs(datasets.train.map(one_label))
         histories.append(
             model.fit(
-                datasets.train.map(one_label),
+                batches,
+                steps_per_epoch=steps,
                 validation_data=None
                 if validation is None
                 else validation.map(one_label),

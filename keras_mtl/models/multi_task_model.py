@@ -10,16 +10,20 @@ import logging
 
 import keras
 
-from keras_mtl.compat.keras_trainer import FirstReplicaSymbolicBuild, own_variable_count
+from keras_mtl.compat.keras_trainer import (
+    ExactEpochSteps,
+    FirstReplicaSymbolicBuild,
+    own_variable_count,
+)
 
 logger = logging.getLogger(__name__)
 
 
 @keras.saving.register_keras_serializable(package="keras_mtl")
-class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
+class MultiTaskModel(FirstReplicaSymbolicBuild, ExactEpochSteps, keras.Model):
     """A functional `keras.Model` with one output per task.
 
-    It differs from `keras.Model` in four places. Under a `tf.distribute`
+    It differs from `keras.Model` in five places. Under a `tf.distribute`
     strategy, Keras 3.15 averages the first distributed batch over the replicas
     only to learn its shapes before training, and averaging fails for string
     inputs such as raw CSV columns. This model takes the first replica's share
@@ -46,6 +50,11 @@ class MultiTaskModel(FirstReplicaSymbolicBuild, keras.Model):
     False`): Keras saves each layer's flag only where the Trunk's config holds
     its layers (a `keras.applications` model), not inside a KerasHub backbone,
     which rebuilds its layers from its own arguments.
+
+    And `fit` on an endless dataset with `steps_per_epoch` runs exactly that
+    many steps an epoch, also when `steps_per_execution` does not divide it
+    (`keras_mtl.compat.keras_trainer.ExactEpochSteps`); `keras_mtl.train`
+    fits that way so that Keras keeps one iterator for the whole fit.
     """
 
     def call(self, inputs, training=False, mask=None, **kwargs):

@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from keras_mtl.config import config_from_dict
 from keras_mtl.data.features import normalized_targets
+from keras_mtl.data.pipeline import repeat_epochs
 from keras_mtl.fine_tuning import enter_phase, merge_histories, training_phases
 from keras_mtl.models import build_model
 from keras_mtl.steps_per_execution import with_steps_per_execution
@@ -233,6 +234,7 @@ class MultiTaskHyperModel(kt.HyperModel):
         config = with_steps_per_execution(
             self.trial_config(hp), model.distribute_strategy
         )
+        args, kwargs = _one_iterator(args, kwargs)
         epochs = kwargs.pop("epochs", config.train.epochs)
         # Hyperband continues a model of an earlier round from `initial_epoch`.
         start = kwargs.pop("initial_epoch", 0)
@@ -256,3 +258,20 @@ class MultiTaskHyperModel(kt.HyperModel):
                 )
             )
         return merge_histories(histories)
+
+
+def _one_iterator(args, kwargs):
+    """`fit`'s arguments with a training dataset of known length repeated, so
+    that Keras keeps one iterator for all epochs (`repeat_epochs`)."""
+    if "steps_per_epoch" in kwargs:
+        return args, kwargs
+    kwargs = dict(kwargs)
+    if args:
+        x, rest = args[0], args[1:]
+    else:
+        x, rest = kwargs.pop("x", None), ()
+    if isinstance(x, tf.data.Dataset):
+        x, steps = repeat_epochs(x)
+        if steps:
+            kwargs["steps_per_epoch"] = steps
+    return (x, *rest), kwargs
