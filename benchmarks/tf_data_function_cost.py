@@ -6,10 +6,14 @@ Keras makes a new iterator of the training dataset every epoch, and tf.data
 instantiates every function of the pipeline for it. This prints the median
 CPU milliseconds to make an iterator and take its first element for a few
 one-element pipelines, which differ only in how many tensors cross the
-function's boundary, and how big they are.
+function's boundary, and how big they are; then what the epoch's shuffle of
+adult's training split costs, column type by column type (the permutation and
+one gather per column, as `keras_mtl.data.pipeline` draws it every epoch).
 """
 
 import os
+import statistics
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -58,5 +62,47 @@ def main():
         print(f"| {label} | {first_element_cpu_ms(dataset, passes=30):.1f} |")
 
 
+def adult_shuffle():
+    """CPU ms of one epoch's permutation and gathers of adult's training
+    split, by which columns are gathered (median of 30 after a warm-up)."""
+    import keras_mtl
+
+    import workloads
+
+    config = workloads.workload_configs()["adult (mlp)"]
+    in_order = keras_mtl.load_datasets(config.replace(["train.shuffle=false"]))
+    features, labels = tf.nest.map_structure(
+        lambda *parts: tf.concat(parts, 0), *list(in_order.train)
+    )
+    rows = int(next(iter(labels.values())).shape[0])
+    strings = {k: v for k, v in features.items() if v.dtype == tf.string}
+    numbers = {k: v for k, v in {**features, **labels}.items() if k not in strings}
+    print(f"\n| adult's epoch shuffle ({rows:,} rows) | CPU ms (median of 30) |")
+    print("|---|---|")
+    cases = {
+        "the permutation alone": {},
+        f"permutation + {len(numbers)} numeric columns and labels": numbers,
+        f"permutation + {len(strings)} string columns": strings,
+        "permutation + every column": {**numbers, **strings},
+    }
+    for label, columns in cases.items():
+
+        @tf.function
+        def shuffle(seed, columns=columns):
+            order = tf.random.experimental.stateless_shuffle(
+                tf.range(rows, dtype=tf.int64), seed=tf.stack([seed, 0])
+            )
+            return order, {k: tf.gather(v, order) for k, v in columns.items()}
+
+        shuffle(tf.constant(0, tf.int64))
+        samples = []
+        for seed in range(30):
+            start = time.process_time()
+            shuffle(tf.constant(seed, tf.int64))
+            samples.append(time.process_time() - start)
+        print(f"| {label} | {1000 * statistics.median(samples):.1f} |")
+
+
 if __name__ == "__main__":
     main()
+    adult_shuffle()
