@@ -1,0 +1,91 @@
+"""Where a REST `:predict` spends its time inside the server's process.
+
+    python benchmarks/serving_profile.py [--calls N]
+
+Exports the serving benchmark's two models, starts a `ModelServer` with no
+open port, and calls its request function (`ModelServer.app`, what each
+REST worker runs: parse, check, run the model, answer) directly with the
+benchmark's bodies: adult at batch 1 and shapes at batch 64. Prints the
+median milliseconds of a call against the model call alone
+(`LoadedModel.run` on arrays of the signature's dtypes), then the functions
+that took the most time under cProfile. What is left of the served latency
+beyond the request function is the HTTP front and the client.
+"""
+
+import argparse
+import cProfile
+import json
+import os
+import pstats
+import statistics
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import bench_serving  # noqa: E402
+import numpy as np  # noqa: E402
+
+CASES = (("adult", 1), ("shapes", 64))
+
+
+def _median_ms(function, calls):
+    samples = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return 1000 * statistics.median(samples)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=200)
+    args = parser.parse_args()
+
+    from keras_mtl.serving import ModelServer, ServedModelConfig
+    from keras_mtl.serving.registry import ModelSpec
+
+    base = tempfile.mkdtemp(prefix="keras-mtl-serving-profile-")
+    bench_serving._export_models(base)
+    configs = [ServedModelConfig(name, f"{base}/{name}") for name, _ in CASES]
+    server = ModelServer(configs, rest_api_port=0, grpc_port=0).start()
+    try:
+        for name, batch in CASES:
+            rng = np.random.default_rng(0)
+            rows = bench_serving._rows(name, batch, rng)
+            body = memoryview(json.dumps({"instances": rows}).encode())
+            target = f"/v1/models/{name}:predict"
+            loaded = server.predictor.servable(ModelSpec(name)).model
+            columns = bench_serving._columns(rows, loaded.input_specs)
+
+            def request(target=target, body=body):
+                status, payload, _ = server.app("POST", target, body)
+                assert status == 200, payload[:300]
+
+            def model(loaded=loaded, columns=columns):
+                loaded.run(columns)
+
+            calls = max(20, args.calls // batch)
+            for _ in range(5):
+                request()
+                model()
+            request_ms = _median_ms(request, calls)
+            model_ms = _median_ms(model, calls)
+            print(
+                f"\n{name}, batch {batch} ({len(body):,} bytes): request function "
+                f"{request_ms:.3f} ms, model call {model_ms:.3f} ms "
+                f"(median of {calls})"
+            )
+            profile = cProfile.Profile()
+            profile.enable()
+            for _ in range(calls):
+                request()
+            profile.disable()
+            pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
