@@ -24,6 +24,7 @@ Each has a canary test in `tests/test_compat.py`.
 """
 
 import collections
+import contextlib
 import inspect
 
 import keras
@@ -188,7 +189,7 @@ class ExactEpochSteps:
             if call % calls != calls - 1:
                 return whole(iterator)
             rest = steps % per_call
-            with _steps_per_execution(self, rest):
+            with _steps_per_call(self, rest):
                 if rest not in tails:
                     super(ExactEpochSteps, self).make_train_function(force=True)
                     tails[rest] = self.train_function
@@ -198,15 +199,12 @@ class ExactEpochSteps:
         return train_function
 
 
-class _steps_per_execution:
-    """Sets `model.steps_per_execution` (and keeps `train_function`) inside."""
-
-    def __init__(self, model, steps):
-        self.model, self.steps = model, steps
-
-    def __enter__(self):
-        self.saved = self.model.steps_per_execution, self.model.train_function
-        self.model.steps_per_execution = self.steps
-
-    def __exit__(self, *exc):
-        self.model.steps_per_execution, self.model.train_function = self.saved
+@contextlib.contextmanager
+def _steps_per_call(model, steps):
+    """`model.steps_per_execution` is `steps` inside; `train_function` is kept."""
+    saved = model.steps_per_execution, model.train_function
+    model.steps_per_execution = steps
+    try:
+        yield
+    finally:
+        model.steps_per_execution, model.train_function = saved
