@@ -10,7 +10,7 @@ import pytest
 import keras_mtl
 from keras_mtl import cli
 from keras_mtl.tuning import TaskObjectives, apply_values, resolve_objective
-from keras_mtl.tuning.hypermodel import check_search_space
+from keras_mtl.tuning.hypermodel import _one_iterator, check_search_space
 from keras_mtl.tuning.selection import select_trial
 
 from conftest import TrunkRecorder, tiny_overrides
@@ -476,3 +476,25 @@ def test_a_trial_trains_the_heads_first_then_the_whole_model(tiny_config):
     assert any(
         not np.array_equal(a, b) for a, b in zip(weights0, weights1, strict=True)
     )
+
+
+def test_a_trial_fits_its_training_batches_with_one_iterator():
+    import tensorflow as tf
+
+    batches = tf.data.Dataset.range(10).batch(4)  # 3 batches an epoch
+    for args, kwargs in (((batches,), {"epochs": 2}), ((), {"x": batches})):
+        (x, *_), fit_kwargs = _one_iterator(args, kwargs)
+        assert int(x.cardinality()) == tf.data.INFINITE_CARDINALITY
+        assert fit_kwargs["steps_per_epoch"] == 3
+        assert [b.numpy().tolist() for b in x.take(4)] == [
+            [0, 1, 2, 3],
+            [4, 5, 6, 7],
+            [8, 9],
+            [0, 1, 2, 3],
+        ]
+    # Left as given: an explicit steps_per_epoch, or arrays.
+    assert _one_iterator((batches,), {"steps_per_epoch": 2}) == (
+        (batches,),
+        {"steps_per_epoch": 2},
+    )
+    assert _one_iterator(([1, 2],), {}) == (([1, 2],), {})
