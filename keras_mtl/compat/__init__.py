@@ -6,9 +6,10 @@ area:
 
 - `keras_trainer`: the compiled loss walked output by output (weighting,
   gradient diagnostics), the loss tracker, additional losses, the initial
-  epoch, a layer's own variables, and the build from the first replica's
+  epoch, a layer's own variables, the build from the first replica's
   batch under a strategy (`FirstReplicaSymbolicBuild`, a mixin of
-  `MultiTaskModel`).
+  `MultiTaskModel`), and exact epochs of an endless dataset whatever the
+  steps per call (`ExactEpochSteps`, another).
 - `keras_callbacks`: TensorBoard's writers, `BackupAndRestore`'s save hook
   and `keras.src.utils.file_utils`.
 - `keras_multi_worker`: the patch for `model.fit` under
