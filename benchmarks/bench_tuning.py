@@ -181,8 +181,8 @@ def summarize(runs, preset, trials, executions, ratio_key, minutes):
         f"{executions} executions against validation delta-m (%, lower is "
         "better), trial 0 = equal weights. Test delta-m of each pick's "
         "checkpoint (its last execution, seed s + 1 in every trial) against the "
-        f"seed's single-task baselines. Wall time {minutes:.1f} min (under "
-        "`nice -n 10`, 2 shared cores).",
+        f"seed's single-task baselines. Wall time {minutes:.1f} min (at "
+        f"niceness {os.nice(0)}, 2 shared cores).",
         "",
         harness.markdown_table(headers, rows),
         "",
