@@ -1,18 +1,21 @@
 """What a tf.data function costs each time an iterator is made.
 
-    python benchmarks/tf_data_function_cost.py
+    python benchmarks/tf_data_function_cost.py [--no-grappler]
 
 Keras makes a new iterator of the training dataset every epoch, and tf.data
 instantiates every function of the pipeline for it. This prints the median
 CPU milliseconds to make an iterator and take its first element for a few
 one-element pipelines, which differ only in how many tensors cross the
-function's boundary, and how big they are; then what the epoch's shuffle of
+function's boundary, and how big they are (with `--no-grappler`, the same
+with TensorFlow's graph optimiser turned off for the whole process, as a
+measure of its share); then what the epoch's shuffle of
 adult's training split costs, column type by column type (the permutation and
 one gather per column, as `keras_mtl.data.pipeline` draws it every epoch).
 """
 
 import os
 import statistics
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,6 +39,17 @@ def main():
         )
 
     stacked = tf.stack([large[f"f{i}"] for i in range(6)], axis=1)
+    strings = tf.stack([large[f"s{i}"] for i in range(6)], axis=1)
+
+    def unpack(text, number):
+        return {
+            **{f"s{i}": text[i] for i in range(6)},
+            **{f"f{i}": number[i] for i in range(6)},
+        }
+
+    packed = seeds.flat_map(
+        lambda seed: tf.data.Dataset.from_tensors((strings[0], stacked[0]))
+    )
     cases = {
         "no function (from_tensor_slices of 12 tensors)": (
             tf.data.Dataset.from_tensor_slices(large).batch(256)
@@ -55,6 +69,8 @@ def main():
                 {name: t[0] for name, t in tensors.items()}
             )
         ),
+        "flat_map of 2 packed tensors (one per type)": packed,
+        "the same, then a map that unpacks the 12": packed.map(unpack),
     }
     print("| pipeline | new iterator + first element, CPU ms (median of 30) |")
     print("|---|---|")
@@ -104,5 +120,7 @@ def adult_shuffle():
 
 
 if __name__ == "__main__":
+    if "--no-grappler" in sys.argv:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     main()
     adult_shuffle()
