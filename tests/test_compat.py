@@ -295,6 +295,25 @@ def test_a_train_function_called_with_steps_per_execution_r_runs_r_steps():
     assert _endless_fit(ExactModel, 5) == 10  # divides: one call an epoch
 
 
+@pytest.mark.parametrize("model_class", [keras.Model, ExactModel])
+def test_the_progress_bar_stops_at_the_epochs_last_step(model_class, monkeypatch):
+    shown = []
+    update = keras.utils.Progbar.update
+
+    def recorded(self, current, *args, **kwargs):
+        shown.append(current)
+        return update(self, current, *args, **kwargs)
+
+    monkeypatch.setattr(keras.utils.Progbar, "update", recorded)
+    x, y = _data(rows=40)
+    model = _tiny_model(model_class=model_class)
+    model.compile(optimizer="sgd", loss={"a": "mse", "b": "mae"}, steps_per_execution=3)
+    batches = tf.data.Dataset.from_tensor_slices((x, y)).batch(8).repeat()
+    model.fit(batches, steps_per_epoch=5, epochs=1, verbose=1)
+    # Keras' own bar counts the whole last call: 3, then 6 of 5.
+    assert shown == ([3, 5, 5] if model_class is ExactModel else [3, 6, 5])
+
+
 # Callbacks ----------------------------------------------------------------
 
 

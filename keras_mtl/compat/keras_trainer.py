@@ -148,8 +148,8 @@ class ExactEpochSteps:
     and starts 7 batches later in the data than the one before. On an endless
     dataset (infinite cardinality, which is what `keras_mtl.train` fits on:
     `keras_mtl.data.repeat_epochs`), this mixin runs the last call of each
-    epoch with a second train function of n mod k steps. Other inputs train
-    as in Keras.
+    epoch with a second train function of n mod k steps, and its progress bar
+    stops at n. Other inputs train as in Keras.
 
     Keras' TensorFlow trainer reads `steps_per_execution` when it traces its
     train function, at the function's first call; the second function is
@@ -167,9 +167,18 @@ class ExactEpochSteps:
             isinstance(x, tf.data.Dataset)
             and int(x.cardinality()) == tf.data.INFINITE_CARDINALITY
         )
-        self.__dict__["_exact_epoch"] = [int(steps), 0] if steps and endless else None
+        exact = bool(steps and endless)
+        self.__dict__["_exact_epoch"] = [int(steps), 0] if exact else None
+        callbacks = bound.arguments.get("callbacks") or []
+        if (
+            exact
+            and bound.arguments.get("verbose", "auto") != 0
+            and isinstance(callbacks, list | tuple)
+            and not any(isinstance(c, keras.callbacks.ProgbarLogger) for c in callbacks)
+        ):
+            bound.arguments["callbacks"] = [*callbacks, _EpochProgbar()]
         try:
-            return super().fit(*args, **kwargs)
+            return super().fit(*bound.args[1:], **bound.kwargs)
         finally:
             self.__dict__["_exact_epoch"] = None
 
@@ -197,6 +206,22 @@ class ExactEpochSteps:
 
         self.train_function = train_function
         return train_function
+
+
+class _EpochProgbar(keras.callbacks.ProgbarLogger):
+    """Keras' progress bar, never past the epoch's last step.
+
+    Keras reports a call's last step as its first plus `steps_per_execution`
+    - 1, which for an epoch's shorter last call (`ExactEpochSteps`) is past
+    the epoch's end: the bar would show 96/89 before it settles on 89/89.
+    (Keras adds its own only where `fit` gets none, and `verbose` still
+    decides what it prints.)
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.target is not None:
+            batch = min(batch, self.target - 1)
+        super().on_train_batch_end(batch, logs)
 
 
 @contextlib.contextmanager
