@@ -215,10 +215,12 @@ def repeat_epochs(dataset):
     instantiates (and grappler optimises) every function of the pipeline for
     it, then waits for its first batch: on the adult MLP that fixed cost was
     about a fifth of an epoch (`benchmarks/bench_pipeline.py`). Repeated, the
-    dataset's epochs follow one another in one iterator, each reshuffled as
-    before (the per-epoch seed stream, `Dataset.shuffle`'s
-    `reshuffle_each_iteration`), and the next epoch's first batches are
-    prefetched while the current one ends. `fit(batches,
+    dataset's epochs follow one another in one iterator, each reshuffled
+    (the per-epoch seed stream, `Dataset.shuffle`'s
+    `reshuffle_each_iteration`) as a new iterator every epoch would be, and
+    the next epoch's first batches are prefetched while the current one
+    ends. (Keras' own epochs differ: it also makes a spare iterator at each
+    epoch's end, which draws a seed of its own.) `fit(batches,
     steps_per_epoch=steps)` of a `MultiTaskModel` runs exactly `steps` steps
     an epoch whatever `steps_per_execution` is
     (`keras_mtl.compat.keras_trainer.ExactEpochSteps`).
