@@ -17,25 +17,20 @@ import cProfile
 import json
 import os
 import pstats
-import statistics
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import bench_serving  # noqa: E402
 import numpy as np  # noqa: E402
 
+import harness  # noqa: E402
+
 CASES = (("adult", 1), ("shapes", 64))
 
 
 def _median_ms(function, calls):
-    samples = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        function()
-        samples.append(time.perf_counter() - start)
-    return 1000 * statistics.median(samples)
+    return 1000 * harness.median_time(function, repeats=calls, warmup=0)
 
 
 def main():

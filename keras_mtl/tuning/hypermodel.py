@@ -263,15 +263,11 @@ class MultiTaskHyperModel(kt.HyperModel):
 def _one_iterator(args, kwargs):
     """`fit`'s arguments with a training dataset of known length repeated, so
     that Keras keeps one iterator for all epochs (`repeat_epochs`)."""
-    if "steps_per_epoch" in kwargs:
+    x = args[0] if args else kwargs.get("x")
+    if "steps_per_epoch" in kwargs or not isinstance(x, tf.data.Dataset):
         return args, kwargs
-    kwargs = dict(kwargs)
-    if args:
-        x, rest = args[0], args[1:]
-    else:
-        x, rest = kwargs.pop("x", None), ()
-    if isinstance(x, tf.data.Dataset):
-        x, steps = repeat_epochs(x)
-        if steps:
-            kwargs["steps_per_epoch"] = steps
-    return (x, *rest), kwargs
+    x, steps = repeat_epochs(x)
+    kwargs = {key: value for key, value in kwargs.items() if key != "x"}
+    if steps:
+        kwargs["steps_per_epoch"] = steps
+    return (x, *args[1:]), kwargs
