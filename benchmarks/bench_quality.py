@@ -214,7 +214,11 @@ def fraction_section(preset, config, fraction, outcomes, seconds, prefix="qualit
         for name, by_seed in seed_extra.items():
             extra.setdefault(name, {}).update(by_seed)
     comparison = WeightingComparison(
-        config.tasks, runs, keras_mtl.Baselines(config.tasks, records), extra=extra
+        config.tasks,
+        runs,
+        keras_mtl.Baselines(config.tasks, records),
+        extra=extra,
+        max_epochs=config.train.epochs,
     )
     for row in comparison.rows:
         row["weights_known"] = row[f"{task.name}_weight"] is not None
@@ -322,7 +326,10 @@ def _shapes(quick):
             "train.batch_size=64",
         ]
     else:
-        overrides += ["train.epochs=20"]
+        # At most 20 epochs, every shapes run but the collapsed ones trained
+        # all 20, still improving; at most 40, the single-task models with
+        # every label stopped after 23-30 (`docs/evaluation.md`).
+        overrides += ["train.epochs=40"]
     return overrides, fractions("0.2" if quick else "0.05,0.2")
 
 

@@ -48,6 +48,9 @@ def test_methods_train_alike_and_the_table_holds_their_measurements(tiny_config)
             tiny_config.train.learning_rate
         )
         assert row["fine_accuracy"]["mean"] == run.report.test["fine"]["accuracy"]
+        assert row["at_epoch_cap"] == int(
+            len(run.history.epoch) == tiny_config.train.epochs
+        )
         assert row["coarse_loss"]["mean"] == run.report.test["coarse"]["loss"]
         history = run.history.history
         assert row["fine_weight"]["mean"] == history["fine_weight"][-1]
@@ -56,6 +59,15 @@ def test_methods_train_alike_and_the_table_holds_their_measurements(tiny_config)
                 run.report.test, baselines.metrics("test"), tiny_config
             )["fine"]
         )
+    assert comparison.max_epochs == tiny_config.train.epochs
+    capped = {
+        task: sum(
+            record["epochs_run"] == tiny_config.train.epochs
+            for record in baselines.records[task].values()
+        )
+        for task in ("coarse", "fine")
+    }
+    assert baselines.at_epoch_cap() == {task: (n, 1) for task, n in capped.items()}
     static, uncertainty = comparison.rows
     assert static["vs_reference"] is None
     assert uncertainty["vs_reference"]["delta_m"]["mean"] == pytest.approx(
@@ -115,6 +127,50 @@ def test_several_seeds_give_a_mean_and_a_standard_deviation():
     assert "+- " in comparison.to_markdown()
     with pytest.raises(ValueError, match="no validation metrics"):
         WeightingComparison(tasks, runs, baselines, split="validation")
+
+
+def test_runs_and_baselines_that_the_epoch_cap_ended_are_counted_and_flagged():
+    tasks = keras_mtl.load_config("shapes").tasks
+    metrics = {"loss": 1.0, "accuracy": 0.5}
+
+    def record(epochs_run):
+        return {
+            "validation": metrics,
+            "test": metrics,
+            "epochs_run": epochs_run,
+            "fields": {"train": {"epochs": 2}},
+        }
+
+    records = {
+        "coarse": {0: record(1), 1: record(1)},  # early stopping ended both
+        "fine": {0: record(2), 1: record(1)},  # seed 0 trained every epoch
+    }
+    baselines = keras_mtl.Baselines(tasks, records)
+    assert baselines.at_epoch_cap() == {"coarse": (0, 2), "fine": (1, 2)}
+    assert baselines.to_dict()["at_epoch_cap"]["fine"] == {"runs": 1, "of": 2}
+    # Each fake run trains 2 epochs.
+    runs = {"famo": [_fake_run("famo", 0, 0.6, 0.8), _fake_run("famo", 1, 0.4, 1.2)]}
+    capped = WeightingComparison(tasks, runs, baselines, max_epochs=2)
+    assert capped.rows[0]["at_epoch_cap"] == 2
+    note = capped.epoch_cap_note()
+    assert "`train.epochs` = 2" in note
+    assert "famo 2 of 2" in note and "single-task fine 1 of 2" in note
+    assert "coarse" not in note
+    table = capped.to_markdown()
+    assert note in table and "2.0 +- 0.0 (2 at the cap)" in table
+    assert capped.to_dict()["max_epochs"] == 2
+    # A cap the runs never reached: nothing flagged, but the baseline still is.
+    roomy = WeightingComparison(tasks, runs, baselines, max_epochs=3)
+    assert roomy.rows[0]["at_epoch_cap"] == 0
+    assert "): single-task fine 1 of 2. These runs" in roomy.epoch_cap_note()
+    # Without the cap (or baselines that do not record it) nothing is said.
+    unknown = WeightingComparison(tasks, runs, baselines)
+    assert unknown.rows[0]["at_epoch_cap"] is None
+    assert unknown.epoch_cap_note() is None
+    plain = keras_mtl.Baselines(
+        tasks, {name: {0: {"validation": metrics, "test": metrics}} for name in records}
+    )
+    assert plain.at_epoch_cap() == {"coarse": (0, 0), "fine": (0, 0)}
 
 
 @pytest.mark.parametrize(

@@ -148,8 +148,32 @@ class Baselines:
                     }
         return result
 
+    def at_epoch_cap(self):
+        """`{task: (runs, of)}`: how many of each task's baselines trained
+        every epoch `train.epochs` allowed (early stopping did not end them),
+        out of those whose record says (records without fields are left out)."""
+        counts = {}
+        for name, runs in self.records.items():
+            capped = known = 0
+            for seed in self.seeds:
+                record = runs[seed]
+                cap = (record.get("fields") or {}).get("train", {}).get("epochs")
+                if cap is None or "epochs_run" not in record:
+                    continue
+                known += 1
+                capped += record["epochs_run"] >= cap
+            counts[name] = (capped, known)
+        return counts
+
     def to_dict(self):
-        return {"seeds": self.seeds, "tasks": self.summary()}
+        return {
+            "seeds": self.seeds,
+            "tasks": self.summary(),
+            "at_epoch_cap": {
+                name: {"runs": runs, "of": of}
+                for name, (runs, of) in self.at_epoch_cap().items()
+            },
+        }
 
     def to_markdown(self):
         """One row per task: its headline metric on each split, mean +- std."""

@@ -24,6 +24,7 @@ comparison.runs["famo"][0].history.history["fine_weight"]
 
 import dataclasses
 import json
+import logging
 import time
 
 from keras_mtl.config import weighting_methods
@@ -33,6 +34,8 @@ from keras_mtl.evaluation.baselines import Baselines, train_baselines
 from keras_mtl.evaluation.paired_table import WeightingComparison
 from keras_mtl.evaluation.report import evaluation_report
 from keras_mtl.training import run_dir_for, train
+
+logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -262,6 +265,16 @@ def compare_weightings(
         gradient_boosting == "auto" and config.data.source == "csv"
     ):
         extra[GRADIENT_BOOSTING] = gradient_boosting_runs(config, seeds, resample_split)
-    return WeightingComparison(
-        config.tasks, runs, baselines, split, reference=reference, extra=extra
+    comparison = WeightingComparison(
+        config.tasks,
+        runs,
+        baselines,
+        split,
+        reference=reference,
+        extra=extra,
+        max_epochs=config.train.epochs,
     )
+    note = comparison.epoch_cap_note()
+    if note:
+        logger.warning(note.replace("**", ""))
+    return comparison

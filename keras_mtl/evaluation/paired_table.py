@@ -49,6 +49,10 @@ class WeightingComparison:
         extra: `{name: {seed: {"validation": metrics, "test": metrics}}}`:
             more settings scored on the same seeds and splits, such as
             gradient-boosted trees per task.
+        max_epochs: The runs' `train.epochs`. Given, the table counts the
+            runs (and single-task baselines) that trained every epoch it
+            allowed: early stopping did not end them, so they may still have
+            been improving, and the table says so.
 
     Attributes:
         rows: One dict per method (then per `extra` setting), in the order
@@ -57,14 +61,24 @@ class WeightingComparison:
             `<task>_weight` (the loss weight at the last step), `delta_m`
             (`{"mean", "std", "values"}`: each seed's delta-m in percent
             against the baselines of that seed, negative is better),
-            `delta_m_<task>`, `seconds_per_epoch`, `vs_single_task` and
-            `vs_reference` (paired differences, see `paired_rows`).
+            `delta_m_<task>`, `seconds_per_epoch`, `epochs`, `at_epoch_cap`
+            (runs that trained all `max_epochs`; None without it),
+            `vs_single_task` and `vs_reference` (paired differences, see
+            `paired_rows`).
     """
 
     def __init__(
-        self, tasks, runs, baselines, split="test", reference="static", extra=None
+        self,
+        tasks,
+        runs,
+        baselines,
+        split="test",
+        reference="static",
+        extra=None,
+        max_epochs=None,
     ):
         self.tasks = list(tasks)
+        self.max_epochs = max_epochs
         self.runs = runs
         self.baselines = baselines
         self.split = split
@@ -174,6 +188,11 @@ class WeightingComparison:
         row["epochs"] = (
             None if runs is None else _stats([len(run.history.epoch) for run in runs])
         )
+        row["at_epoch_cap"] = (
+            None
+            if runs is None or self.max_epochs is None
+            else sum(len(run.history.epoch) >= self.max_epochs for run in runs)
+        )
         row["vs_single_task"] = self._differences(method, None)
         row["vs_reference"] = (
             None
@@ -221,10 +240,41 @@ class WeightingComparison:
             cells.append(format_difference(row["vs_single_task"]["delta_m"]))
             vs = row["vs_reference"]
             cells.append("" if vs is None else format_difference(vs["delta_m"]))
-            cells.append(_cell(row["epochs"], 1))
+            epochs = _cell(row["epochs"], 1)
+            if row["at_epoch_cap"]:
+                epochs += f" ({row['at_epoch_cap']} at the cap)"
+            cells.append(epochs)
             rows.append([row["method"], *cells])
-        lines += [*table_lines(header, rows), "", *self._per_task_markdown()]
+        lines += table_lines(header, rows)
+        note = self.epoch_cap_note()
+        if note:
+            lines += ["", note]
+        lines += ["", *self._per_task_markdown()]
         return "\n".join(lines) + "\n"
+
+    def epoch_cap_note(self):
+        """A warning when runs or baselines trained every epoch `max_epochs`
+        allowed, else None."""
+        if self.max_epochs is None:
+            return None
+        parts = [
+            f"{row['method']} {row['at_epoch_cap']} of {len(row['seeds'])}"
+            for row in self.rows
+            if row["at_epoch_cap"]
+        ]
+        parts += [
+            f"single-task {name} {capped} of {known}"
+            for name, (capped, known) in self.baselines.at_epoch_cap().items()
+            if capped
+        ]
+        if not parts:
+            return None
+        return (
+            f"**Ended by the epoch cap, not by early stopping** (`train.epochs` = "
+            f"{self.max_epochs}): {', '.join(parts)}. These runs may still have "
+            "been improving, so the table compares models that the cap cut "
+            "short; raise `train.epochs` until early stopping ends every run."
+        )
 
     def _per_task_markdown(self):
         """Each task's headline metric, paired differences in points (x100)."""
@@ -262,6 +312,7 @@ class WeightingComparison:
         return {
             "split": self.split,
             "reference": self.reference,
+            "max_epochs": self.max_epochs,
             "baselines": self.baselines.to_dict(),
             "rows": self.rows,
         }
