@@ -4,6 +4,7 @@ import json
 
 import keras
 import pytest
+import tensorflow as tf
 
 import keras_mtl
 from keras_mtl import cli
@@ -87,6 +88,33 @@ def test_baselines_train_once_per_config_and_seed(
     assert "| fine | accuracy | higher |" in table and " +- " in table
     assert cli.main([*args[:-2], "-1"]) == 2
     assert "seeds >= 0" in capsys.readouterr().err
+
+
+def test_a_baseline_depends_on_its_seed_alone_not_on_what_trained_before(
+    tiny_config,
+):
+    # Two tasks and two seeds trained in one call, against seed 1 alone in
+    # another run directory: each baseline gets a fresh pipeline seeded with
+    # its own seed, so seed 1's records are the same.
+    config = tiny_config.replace(["train.epochs=2"])
+    both = keras_mtl.train_baselines(config, seeds=[0, 1])
+    alone = keras_mtl.train_baselines(
+        config.replace(["name=alone"]), seeds=[1], retrain=True
+    )
+    for task in ("coarse", "fine"):
+        first, second = both.records[task][1], alone.records[task][1]
+        assert first["history"] == second["history"]
+        assert first["test"] == second["test"]
+    # A shared pipeline carries its shuffle state from one fit to the next:
+    # the same baseline trained on it after another one differs.
+    shared = keras_mtl.load_datasets(config.replace(["train.seed=1"]))
+    after = [
+        baselines_lib.train_baseline(
+            config, task, 1, datasets=shared, strategy=tf.distribute.get_strategy()
+        )
+        for task in ("coarse", "fine")
+    ][1]
+    assert after["history"]["loss"] != both.records["fine"][1]["history"]["loss"]
 
 
 def test_only_the_tasks_own_label_fraction_changes_its_baseline():

@@ -337,8 +337,13 @@ def train_baselines(
     Args:
         config: A `keras_mtl.Config`; its budget is the baselines' budget.
         seeds: Training seeds; default `[config.train.seed]`.
-        datasets: A `keras_mtl.Datasets`; loaded from `config` when a baseline
-            has to be trained.
+        datasets: A `keras_mtl.Datasets` to train every baseline on. By
+            default each baseline that has to be trained gets a fresh one,
+            loaded with `train.seed` = its seed: it then sees the batches, in
+            the order, that the multi-task run of that seed sees, whatever
+            trained before it. One `Datasets` shared by several fits carries
+            its shuffle state from one to the next, so a baseline trained on
+            a given one also depends on what trained on it before.
         strategy: A `tf.distribute.Strategy`; `make_strategy(config.train)`
             by default.
         retrain: Train again even where a cached baseline exists.
@@ -367,8 +372,12 @@ def train_baselines(
                 continue
             if strategy is None:
                 strategy = make_strategy(config.train)
-            if datasets is None:
-                datasets = load_datasets(config, replicas=strategy.num_replicas_in_sync)
+            seed_datasets = datasets
+            if seed_datasets is None:
+                seed_datasets = load_datasets(
+                    config.replace([f"train.seed={seed}"]),
+                    replicas=strategy.num_replicas_in_sync,
+                )
             logger.info(
                 "Training the single-task %r baseline, seed %d", task.name, seed
             )
@@ -376,7 +385,7 @@ def train_baselines(
                 config,
                 task,
                 seed,
-                datasets=datasets,
+                datasets=seed_datasets,
                 strategy=strategy,
                 verbose=verbose,
             )
