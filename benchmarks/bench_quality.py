@@ -327,8 +327,9 @@ def _shapes(quick):
         ]
     else:
         # At most 20 epochs, every shapes run but the collapsed ones trained
-        # all 20, still improving; at most 40, the single-task models with
-        # every label stopped after 23-30 (`docs/evaluation.md`).
+        # all 20, still improving; at most 40, early stopping ended every
+        # run of this benchmark, and the single-task models with every label
+        # after 18-31 epochs (`docs/evaluation.md`).
         overrides += ["train.epochs=40"]
     return overrides, fractions("0.2" if quick else "0.05,0.2")
 
