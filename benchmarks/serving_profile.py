@@ -77,7 +77,7 @@ def main():
             for _ in range(calls):
                 request()
             profile.disable()
-            pstats.Stats(profile).sort_stats("tottime").print_stats(12)
+            pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_LINES", "12")))
     finally:
         server.stop()
 

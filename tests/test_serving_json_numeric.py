@@ -126,6 +126,13 @@ def test_equal_requests_rows_and_columns(rows, dtype):
         "[[16777217, 2], [3, 4]]",  # not exact in float32
         "[[1, 18446744073709551616], [3, 4]]",  # past 64 bits
         "[[1, 2], [3, 4]], [[5, 6], [7, 8]]",
+        "[[1, 9223372036854775808], [3, 4]]",  # past int64, within uint64
+        "[[1.5, 100000000000000000000], [3, 4]]",  # a big integer among floats
+        "[[1e400, 2.5], [3.5, 4]]",  # past float64
+        "[[-0, 2.5], [-0.0, 4]]",  # negative zeros, integer and float
+        "[[1E5, 1e-05], [-1e+5, 4E-0]]",  # exponents
+        "[[true, 2], [3, 4]]",  # not numbers
+        "[[null, 2], [3, 4]]",
     ],
 )
 def test_bad_or_unusual_arrays_are_answered_as_before(text):
@@ -140,6 +147,22 @@ def test_bad_or_unusual_arrays_are_answered_as_before(text):
             same_both_ways(body, x=dtype, s=tf.string)
 
 
+def test_floats_come_out_bit_for_bit_as_json_writes_them():
+    rng = np.random.default_rng(0)
+    values = np.concatenate(
+        [
+            rng.normal(size=200) * 10.0 ** rng.integers(-300, 300, 200),
+            [5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, 0.1, -0.0],
+        ]
+    )
+    rows = values.reshape(5, 41).tolist()
+    body = json.dumps({"inputs": rows}) + " " * 64
+    document = json_numeric.parse_with_arrays(body.encode())
+    assert document["inputs"].dtype == np.float64
+    assert document["inputs"].tobytes() == values.reshape(5, 41).tobytes()
+    same_both_ways(body, x=tf.float64)
+
+
 def test_arrays_inside_strings_stay_strings():
     text = "[[1, 2, 3, 4], [5, 6, 7, 8]]"
     for body in (
@@ -150,3 +173,12 @@ def test_arrays_inside_strings_stay_strings():
         result, _ = same_both_ways(body, x=tf.string)
         assert result[0] == "row"
         assert result[2]["x"][2] == [json.loads(body)["instances"][0]["x"].encode()]
+
+
+def test_without_pysimdjson_bodies_take_the_usual_path(monkeypatch):
+    body = json.dumps({"inputs": IMAGES.tolist()}) + " " * 64
+    assert json_numeric.parse_with_arrays(body.encode()) is not None
+    monkeypatch.setattr(json_numeric, "simdjson", None)
+    assert json_numeric.parse_with_arrays(body.encode()) is None
+    request = json_predict.predict_request_from_json(body.encode(), infos(x=tf.float32))
+    np.testing.assert_array_equal(request.inputs["x"], IMAGES.astype(np.float32))

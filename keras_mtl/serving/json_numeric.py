@@ -6,8 +6,9 @@ object, which `np.array` then walks to find the shape; both steps, and
 freeing the document, cost more than the model call. `parse_with_arrays`
 finds the long stretches of a body made only of number characters, brackets,
 commas and whitespace, checks that each is one regular nested array of JSON
-numbers, and parses it flat: its numbers (orjson, which checks their JSON
-syntax) into one `np.array`, reshaped to the shape its brackets spell out.
+numbers, and parses it flat: simdjson (pysimdjson), which checks the JSON
+syntax, writes its numbers straight into one buffer of float64 or int64,
+and numpy reshapes that to the shape the brackets spell out.
 Each such array is replaced by a placeholder string carrying a random nonce,
 and the rest of the body is parsed as JSON as usual; the placeholders are
 then swapped for the arrays.
@@ -29,13 +30,15 @@ document = parse_with_arrays(body)  # {"instances": [{"image": ndarray}, ...]} o
 import functools
 import math
 import secrets
+import threading
 
 import numpy as np
 
 try:  # the serving extra; without it bodies are parsed the usual way
     import orjson
+    import simdjson
 except ImportError:  # pragma: no cover - depends on the environment
-    orjson = None
+    orjson = simdjson = None
 
 MIN_BODY_BYTES = 64 << 10  # smaller bodies parse fast enough as they are
 MIN_ARRAY_BYTES = 4 << 10  # shorter stretches are left to the JSON parser
@@ -46,7 +49,9 @@ _NUMBER = b"0123456789.eE+-"
 _REGION = _NUMBER + b"[]," + _WHITESPACE
 # bytes -> 1 for the characters a numeric array is written with, else 0
 _MASK = bytes(1 if c in _REGION else 0 for c in range(256))
-_BRACKETS_TO_SPACES = bytes.maketrans(b"[]", b"  ")
+# a simdjson parser is not thread-safe; each REST worker thread keeps one
+# (its buffers grow to the largest document it parsed)
+_parsers = threading.local()
 
 
 def _shape(skeleton):
@@ -95,27 +100,23 @@ def _array_shape(text):
     return _shape(skeleton)
 
 
-def _numbers(flat):
-    """The numbers of `flat` (brackets turned to spaces), or None.
+def _flat(text, floats):
+    """The numbers of `text` (JSON: one array, or several joined by commas in
+    one outer array), flattened in order, as np.array makes them from the
+    same lists: float64 when `floats`, else int64; None when it is not
+    valid JSON, holds anything but numbers, or an integer is past int64.
 
-    Brackets become spaces, so that numbers on either side of one stay apart
-    ("[1]2" is "1 2", which orjson refuses); orjson checks each number's JSON
-    syntax and that commas separate them.
+    simdjson's `as_buffer` flattens nested arrays whatever their lengths,
+    so the caller checks the shape from the brackets first.
     """
+    parser = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = simdjson.Parser()
     try:
-        return orjson.loads(b"[" + flat + b"]")
-    except orjson.JSONDecodeError:
-        return None
-
-
-def _as_array(values, floats):
-    """`values` as np.array(values) makes them, without looking at each: a
-    number written with a point or an exponent is a float, and one float makes
-    the array float64; integers alone make it int64. None past int64."""
-    try:
-        return np.array(values, dtype=np.float64 if floats else np.int64)
-    except (ValueError, TypeError, OverflowError):
-        return None
+        buffer = parser.parse(text).as_buffer(of_type="d" if floats else "i")
+    except (ValueError, TypeError, RuntimeError):
+        return None  # invalid JSON, a non-number, out of range, a big integer
+    return np.frombuffer(buffer, dtype=np.float64 if floats else np.int64)
 
 
 def _has_float(text):
@@ -125,32 +126,27 @@ def _has_float(text):
 def _arrays(candidates):
     """An array (or None) for each (text, shape) of `candidates`.
 
-    The numbers of all of them are parsed in one orjson call and made one
-    array (few long calls rather than many short ones: a thread that holds
-    the GIL in long calls is not made to hand it over every 5 ms); when that
-    fails, each is parsed alone, so that a bad one is left as text.
+    The numbers of all of them are parsed in one call and made one array
+    (few long calls rather than many short ones: a thread that holds the GIL
+    in long calls is not made to hand it over every 5 ms); when that fails,
+    each is parsed alone, so that a bad one is left as text.
     """
-    flats = [text.translate(_BRACKETS_TO_SPACES) for text, _ in candidates]
     sizes = [math.prod(shape) for _, shape in candidates]
     floats = [_has_float(text) for text, _ in candidates]
-    values = _numbers(b",".join(flats))
-    if values is not None and len(values) == sum(sizes) and len(set(floats)) == 1:
-        array = _as_array(values, floats[0])
-        if array is not None:
+    if len(set(floats)) == 1:
+        joined = b"[" + b",".join(text for text, _ in candidates) + b"]"
+        array = _flat(joined, floats[0])
+        if array is not None and len(array) == sum(sizes):
             offsets = np.cumsum([0] + sizes)
             return [
                 array[offsets[i] : offsets[i + 1]].reshape(shape)
                 for i, (_, shape) in enumerate(candidates)
             ]
     arrays = []
-    for flat, size, has_float, (_, shape) in zip(
-        flats, sizes, floats, candidates, strict=True
-    ):
-        values = _numbers(flat)
-        array = None
-        if values is not None and len(values) == size:
-            array = _as_array(values, has_float)
-        arrays.append(None if array is None else array.reshape(shape))
+    for size, has_float, (text, shape) in zip(sizes, floats, candidates, strict=True):
+        array = _flat(text, has_float)
+        ok = array is not None and len(array) == size
+        arrays.append(array.reshape(shape) if ok else None)
     return arrays
 
 
@@ -172,7 +168,7 @@ def _substitute(value, arrays, found):
 def parse_with_arrays(body):
     """The JSON object `body`, its long regular numeric arrays as numpy
     arrays; None when it has none, or when anything is unsure."""
-    if orjson is None or len(body) < MIN_BODY_BYTES:
+    if simdjson is None or orjson is None or len(body) < MIN_BODY_BYTES:
         return None
     mask = body.translate(_MASK)
     long_run = b"\x01" * MIN_ARRAY_BYTES
