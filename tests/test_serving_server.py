@@ -64,6 +64,8 @@ def test_keras_mtl_serve_runs_and_stops_cleanly_on_sigterm(tabular, tmp_path):
             f"--batching_parameters_file={batching}",
             f"--monitoring_config_file={monitoring}",
             "--file_system_poll_wait_seconds=0.5",
+            "--tensorflow_intra_op_parallelism=1",
+            "--tensorflow_inter_op_parallelism=1",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -106,6 +108,8 @@ def test_keras_mtl_serve_runs_and_stops_cleanly_on_sigterm(tabular, tmp_path):
             process.communicate()
     assert process.returncode == 0, stderr[-3000:]
     assert "Loaded servable version {name: tabular version: 1}" in stderr
+    # read back from TensorFlow after the flags set them
+    assert "TensorFlow thread pools: intra-op 1, inter-op 1" in stderr
     assert f"Exporting HTTP/REST API at:127.0.0.1:{rest} ..." in stderr
     assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port} ..." in stderr
     assert "Traceback" not in stderr
@@ -124,6 +128,14 @@ def test_keras_mtl_serve_runs_and_stops_cleanly_on_sigterm(tabular, tmp_path):
             "--model_config_file: no such file",
         ),
         (["serve", "--model_base_path=.", "--enable_batching=maybe"], "expected true"),
+        (
+            ["serve", "--model_base_path=.", "--tensorflow_inter_op_parallelism=-1"],
+            "expected 0 (TensorFlow picks) or a number of threads, received '-1'",
+        ),
+        (
+            ["serve", "--model_base_path=.", "--tensorflow_intra_op_parallelism=two"],
+            "received 'two'",
+        ),
     ],
 )
 def test_bad_serve_arguments_get_one_line_and_status_2(args, fragment, capsys):
@@ -299,3 +311,17 @@ def test_stopping_finishes_rest_and_grpc_requests_in_flight(tabular):
         thread.join(timeout=10)
     assert len(answers["rest"]) == 2 and answers["grpc"]["income"].shape == (2, 1)
     clients.close()
+
+
+def test_thread_pools_are_refused_once_tensorflow_runs_and_when_negative():
+    import tensorflow as tf
+
+    tf.constant(1.0) + 1.0  # TensorFlow has made its pools now
+    intra = tf.config.threading.get_intra_op_parallelism_threads()
+    inter = tf.config.threading.get_inter_op_parallelism_threads()
+    # asking for the sizes it has is fine, and says what they are
+    assert server_lib.set_thread_pools(intra, inter) == (intra, inter)
+    with pytest.raises(RuntimeError, match="before any model is loaded"):
+        server_lib.set_thread_pools(intra, inter + 3)
+    with pytest.raises(ValueError, match="--tensorflow_intra_op_parallelism must be"):
+        server_lib.set_thread_pools(-2, inter)

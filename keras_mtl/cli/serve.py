@@ -28,6 +28,18 @@ def _bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, received {text!r}")
 
 
+def _threads(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(
+            f"expected 0 (TensorFlow picks) or a number of threads, received {text!r}"
+        )
+    return value
+
+
 def add_commands(commands):
     """Adds `serve` to the `keras-mtl` sub-command parsers."""
     parser = commands.add_parser(
@@ -52,6 +64,13 @@ def add_commands(commands):
     _add_rest_flags(flag)
     _add_limit_flags(flag)
     flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
+    for kind, what in (("intra", "within one op"), ("inter", "between ops")):
+        flag(
+            f"--tensorflow_{kind}_op_parallelism",
+            type=_threads,
+            default=0,
+            help=f"TensorFlow threads {what}; 0 lets TensorFlow pick",
+        )
     flag(
         "--ssl_config_file",
         help="TF Serving SSLConfig text proto (server_key, server_cert, custom_ca, "
@@ -203,6 +222,11 @@ def server_from_args(args):
 
 def run(args):
     """Serves until SIGINT or SIGTERM, then stops the server and returns."""
+    from keras_mtl.serving.server import set_thread_pools
+
+    set_thread_pools(
+        args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism
+    )
     server = server_from_args(args)
     stop = threading.Event()
     previous = {

@@ -45,6 +45,48 @@ def warmup_inputs(specs, batch_size, example=None):
     return inputs
 
 
+def set_thread_pools(intra_op=0, inter_op=0):
+    """Sizes TensorFlow's thread pools, as `tensorflow_model_server`'s
+    `--tensorflow_intra_op_parallelism` and `--tensorflow_inter_op_parallelism`
+    do; 0 leaves the size to TensorFlow.
+
+    Call it before TensorFlow runs anything: the pools are made once per
+    process. One inter-op thread runs a small model's ops without waking a
+    pool after each request (see `docs/serving.md#speed`).
+
+    Returns:
+        (intra_op, inter_op) as TensorFlow now has them.
+    """
+    for flag, value in (("intra", intra_op), ("inter", inter_op)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(
+                f"--tensorflow_{flag}_op_parallelism must be 0 (TensorFlow "
+                f"picks) or a number of threads. Received: {value!r}"
+            )
+    threading_config = tf.config.threading
+    try:
+        if intra_op != threading_config.get_intra_op_parallelism_threads():
+            threading_config.set_intra_op_parallelism_threads(intra_op)
+        if inter_op != threading_config.get_inter_op_parallelism_threads():
+            threading_config.set_inter_op_parallelism_threads(inter_op)
+    except RuntimeError:
+        raise RuntimeError(
+            "TensorFlow's thread pools are made when it first runs: set "
+            "--tensorflow_intra_op_parallelism and "
+            "--tensorflow_inter_op_parallelism (set_thread_pools) before any "
+            "model is loaded in this process."
+        ) from None
+    sizes = (
+        threading_config.get_intra_op_parallelism_threads(),
+        threading_config.get_inter_op_parallelism_threads(),
+    )
+    logger.info(
+        "TensorFlow thread pools: intra-op %s, inter-op %s",
+        *(size or "auto" for size in sizes),
+    )
+    return sizes
+
+
 def grpc_available():
     try:
         import grpc  # noqa: F401
