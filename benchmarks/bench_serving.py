@@ -100,7 +100,16 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def _start_server(base_dir, batching_file=None):
+# TF Serving's thread-pool flags at one thread each: the variant the latency
+# table sets beside the default server
+ONE_THREAD = (
+    "--tensorflow_intra_op_parallelism=1",
+    "--tensorflow_inter_op_parallelism=1",
+)
+POOLS = "TF pools 1/1"
+
+
+def _start_server(base_dir, batching_file=None, flags=()):
     from keras_mtl.serving import Client
 
     rest, grpc = _free_port(), _free_port()
@@ -125,6 +134,7 @@ def _start_server(base_dir, batching_file=None):
     ]
     if batching_file:
         command += ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+    command += list(flags)
     process = subprocess.Popen(
         command,
         stdout=subprocess.DEVNULL,
@@ -151,7 +161,9 @@ def _start_server(base_dir, batching_file=None):
 class _Contenders:
     """One call per contender, for one model and batch size."""
 
-    def __init__(self, loaded, model, batch, rest_port, grpc_port, rng):
+    def __init__(
+        self, loaded, model, batch, rest_port, grpc_port, rng, one_thread_ports=None
+    ):
         import tensorflow as tf
         from tensorflow_serving.apis import predict_pb2
 
@@ -175,6 +187,12 @@ class _Contenders:
             "gRPC": lambda client: client._stubs()[0].Predict(request, timeout=60),
         }
         self.rest_port, self.grpc_port = rest_port, grpc_port
+        self._one_thread = None
+        if one_thread_ports:
+            # the same calls to the server with one-thread TF pools
+            self._one_thread = self.client(*one_thread_ports)
+            self.calls[f"REST, {POOLS}"] = self.calls["REST"]
+            self.calls[f"gRPC, {POOLS}"] = self.calls["gRPC"]
 
     def _rest(self, client, body):
         status, payload = client.request("POST", self.path, body)
@@ -192,7 +210,13 @@ class _Contenders:
 
     def call(self, name, client):
         function = self.calls[name]
-        return function() if name.startswith("in-process") else function(client)
+        if name.startswith("in-process"):
+            return function()
+        return function(self._one_thread if name.endswith(POOLS) else client)
+
+    def close(self):
+        if self._one_thread is not None:
+            self._one_thread.close()
 
 
 def _latency(contenders, rounds, calls):
@@ -209,6 +233,7 @@ def _latency(contenders, rounds, calls):
                 contenders.call(name, client)
                 samples[name].append(time.perf_counter() - start)
     client.close()
+    contenders.close()
     return samples
 
 
@@ -322,12 +347,19 @@ def run(quick=False):
     )
     plain, plain_rest, plain_grpc = _start_server(base)
     batched, batched_rest, batched_grpc = _start_server(base, batching)
+    one_thread, one_thread_rest, one_thread_grpc = _start_server(base, flags=ONE_THREAD)
     latency_rows, throughput_rows, record = [], [], {"latency": {}, "throughput": {}}
     try:
         for model in ("adult", "shapes"):
             for batch in (1, 64):
                 contenders = _Contenders(
-                    loaded[model], model, batch, plain_rest, plain_grpc, rng
+                    loaded[model],
+                    model,
+                    batch,
+                    plain_rest,
+                    plain_grpc,
+                    rng,
+                    (one_thread_rest, one_thread_grpc),
                 )
                 samples = _latency(contenders, rounds, calls)
                 p50 = {k: _percentile(v, 50) for k, v in samples.items()}
@@ -346,6 +378,11 @@ def run(quick=False):
                         f"{p50['gRPC']:.3f} / {p99['gRPC']:.3f}",
                         f"+{p50['gRPC'] - p50['in-process']:.3f} "
                         f"({p50['gRPC'] / p50['in-process']:.2f}x)",
+                        *(
+                            f"{p50[f'{api}, {POOLS}']:.3f} / {p99[f'{api}, {POOLS}']:.3f}"
+                            f" (+{p50[f'{api}, {POOLS}'] - p50['in-process']:.3f})"
+                            for api in ("REST", "gRPC")
+                        ),
                     ]
                 )
             contenders = _Contenders(
@@ -381,7 +418,7 @@ def run(quick=False):
                     ]
                 )
     finally:
-        for process in (plain, batched):
+        for process in (plain, batched, one_thread):
             process.terminate()
             try:
                 process.wait(timeout=60)
@@ -402,7 +439,9 @@ def run(quick=False):
             "per contender; REST and gRPC to an unbatched `keras-mtl serve` "
             "process). in-process: `signature(**tensors)` with the tensors made "
             "beforehand; from arrays: the server's own model call, numpy arrays "
-            "turned into tensors (`LoadedModel.run`):",
+            "turned into tensors (`LoadedModel.run`); TF pools 1/1: the same "
+            "calls to a server started with `--tensorflow_intra_op_parallelism=1 "
+            "--tensorflow_inter_op_parallelism=1`:",
             harness.markdown_table(
                 [
                     "model",
@@ -413,6 +452,8 @@ def run(quick=False):
                     "REST - in-process p50",
                     "gRPC",
                     "gRPC - in-process p50",
+                    f"REST, {POOLS} (- in-process p50)",
+                    f"gRPC, {POOLS} (- in-process p50)",
                 ],
                 latency_rows,
             ),

@@ -7,12 +7,16 @@ open port, and calls its request function (`ModelServer.app`, what each
 REST worker runs: parse, check, run the model, answer) directly with the
 benchmark's bodies: adult at batch 1 and shapes at batch 64. Prints the
 median milliseconds of a call against the model call alone
-(`LoadedModel.run` on arrays of the signature's dtypes), then the functions
-that took the most time under cProfile. What is left of the served latency
-beyond the request function is the HTTP front and the client.
+(`LoadedModel.run` on arrays of the signature's dtypes, back to back), then
+the request's stages run one after another as the server runs them (decode
+the JSON, of which the numeric fast path and simdjson inside it; check and
+run the model; encode the answer), then the functions that took the most
+time under cProfile (`PROFILE_SORT`, `PROFILE_LINES`). What is left of the
+served latency beyond the request function is the HTTP front and the client.
 """
 
 import argparse
+import collections
 import cProfile
 import json
 import os
@@ -25,6 +29,59 @@ import bench_serving  # noqa: E402
 import numpy as np  # noqa: E402
 
 import harness  # noqa: E402
+
+
+def _stages(server, name, target, body, calls):
+    """Median ms of each stage of `calls` requests, run as the server runs
+    them, with the numeric fast path and simdjson inside it timed too."""
+    import time
+
+    from keras_mtl.serving import json_numeric, json_predict
+    from keras_mtl.serving.gc_pause import paused_gc
+    from keras_mtl.serving.registry import ModelSpec
+
+    times = collections.defaultdict(list)
+
+    def timed(label, function):
+        def wrapper(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                times[label].append(1000 * (time.perf_counter() - start))
+
+        return wrapper
+
+    originals = (json_predict.parse_with_arrays, json_numeric._flat)
+    json_predict.parse_with_arrays = timed("  numeric fast path", originals[0])
+    json_numeric._flat = timed("    simdjson", originals[1])
+    predictor = server.predictor
+    servable = predictor.servable(ModelSpec(name))
+    try:
+        for _ in range(calls):
+            start = time.perf_counter()
+            with paused_gc(len(body)):
+                request = json_predict.predict_request_from_json(
+                    body, lambda key: predictor.input_infos(servable, key)
+                )
+            decoded = time.perf_counter()
+            outputs = predictor.predict(
+                servable, request.signature_name, request.inputs
+            )
+            predicted = time.perf_counter()
+            json_predict.tensors_to_json(outputs, request.format)
+            done = time.perf_counter()
+            times["decode"].append(1000 * (decoded - start))
+            times["check and run the model"].append(1000 * (predicted - decoded))
+            times["encode"].append(1000 * (done - predicted))
+    finally:
+        json_predict.parse_with_arrays, json_numeric._flat = originals
+    order = ["decode", "  numeric fast path", "    simdjson"]
+    order += ["check and run the model", "encode"]
+    for label in order:
+        if times[label]:
+            print(f"  {label}: {np.median(times[label]):.3f} ms")
+
 
 CASES = (("adult", 1), ("shapes", 64))
 
@@ -72,12 +129,16 @@ def main():
                 f"{request_ms:.3f} ms, model call {model_ms:.3f} ms "
                 f"(median of {calls})"
             )
+            print("stages, median of each:")
+            _stages(server, name, target, body, calls)
             profile = cProfile.Profile()
             profile.enable()
             for _ in range(calls):
                 request()
             profile.disable()
-            pstats.Stats(profile).sort_stats(os.environ.get("PROFILE_SORT", "tottime")).print_stats(int(os.environ.get("PROFILE_LINES", "12")))
+            pstats.Stats(profile).sort_stats(
+                os.environ.get("PROFILE_SORT", "tottime")
+            ).print_stats(int(os.environ.get("PROFILE_LINES", "12")))
     finally:
         server.stop()
 
