@@ -87,6 +87,8 @@ def test_finds_regular_arrays_and_leaves_the_rest():
     "rows",
     [
         IMAGES.tolist(),  # floats
+        IMAGES[..., :1].tolist(),  # one channel: innermost lists of one number
+        np.arange(8).reshape(2, 4, 1).tolist(),
         np.arange(24).reshape(2, 3, 4).tolist(),  # integers
         [
             np.arange(12).reshape(3, 4).tolist(),
@@ -113,6 +115,10 @@ def test_equal_requests_rows_and_columns(rows, dtype):
     [
         "[[1.5, 2.5], [3.5]]",  # ragged
         "[[1.5, 2.5], []]",  # an empty list
+        "[[1.5], []]",  # ... where the others hold one number
+        "[[], [1.5]]",
+        "[[[]], [[1.5]]]",
+        "[[1.5] 2, [3.5]]",
         "[[1.5, 2.5]3, [3.5, 4]]",  # a number after a list
         "[[]1.5, [3.5]]",  # ... and in an empty one
         "[[1.5 2.5], [3.5, 4]]",  # no comma
@@ -182,3 +188,32 @@ def test_without_pysimdjson_bodies_take_the_usual_path(monkeypatch):
     assert json_numeric.parse_with_arrays(body.encode()) is None
     request = json_predict.predict_request_from_json(body.encode(), infos(x=tf.float32))
     np.testing.assert_array_equal(request.inputs["x"], IMAGES.astype(np.float32))
+
+
+def test_parsers_kept_between_requests_are_few_and_only_small_ones(monkeypatch):
+    import concurrent.futures
+
+    monkeypatch.setattr(json_numeric, "_kept", [])
+    monkeypatch.setattr(json_numeric, "KEEP_PARSER_BELOW_BYTES", 1000)
+    small = json.dumps({"inputs": IMAGES.tolist()}) + " " * 64
+    large = json.dumps({"inputs": (np.arange(600) / 4).reshape(2, 300, 1).tolist()})
+    large += " " * 64
+    assert json_numeric.parse_with_arrays(large.encode()) is not None
+    assert json_numeric._kept == []  # a parser that read a large body is dropped
+    assert json_numeric.parse_with_arrays(small.encode()) is not None
+    assert len(json_numeric._kept) == 1
+    kept = json_numeric._kept[0]
+    # the array outlives the parser's next document
+    first = json_numeric.parse_with_arrays(small.encode())["inputs"]
+    json_numeric.parse_with_arrays(small.replace("0.25", "9.5").encode())
+    np.testing.assert_array_equal(first, IMAGES)
+    assert json_numeric._kept == [kept]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(
+                lambda _: json_numeric.parse_with_arrays(small.encode()), range(64)
+            )
+        )
+    for result in results:
+        np.testing.assert_array_equal(result["inputs"], IMAGES)
+    assert 1 <= len(json_numeric._kept) <= json_numeric.KEPT_PARSERS

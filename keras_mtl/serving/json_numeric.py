@@ -49,9 +49,14 @@ _NUMBER = b"0123456789.eE+-"
 _REGION = _NUMBER + b"[]," + _WHITESPACE
 # bytes -> 1 for the characters a numeric array is written with, else 0
 _MASK = bytes(1 if c in _REGION else 0 for c in range(256))
-# a simdjson parser is not thread-safe; each REST worker thread keeps one
-# (its buffers grow to the largest document it parsed)
-_parsers = threading.local()
+# A simdjson parser is not thread-safe, and it keeps buffers of about 4x the
+# largest document it parsed. A few parsers that parsed small bodies are kept
+# for the next request; one that parsed a larger body is dropped, so memory
+# held between requests stays bounded whatever the bodies and threads.
+KEPT_PARSERS = 2
+KEEP_PARSER_BELOW_BYTES = 4 << 20
+_kept = []
+_kept_lock = threading.Lock()
 
 
 def _shape(skeleton):
@@ -94,10 +99,10 @@ def _array_shape(text):
     regular nested array, else None."""
     if text[:1] != b"[" or text[-1:] != b"]":
         return None
-    skeleton = text.translate(None, _NUMBER + _WHITESPACE)
-    if b"[]" in skeleton:
-        return None  # an empty list; and with one, a number could sit in "[]2"
-    return _shape(skeleton)
+    # "[]" in the skeleton is a list of one number, or an empty one; simdjson
+    # then refuses what is not JSON ("[]2"), and an empty list leaves fewer
+    # numbers than the shape holds, which `_arrays` refuses
+    return _shape(text.translate(None, _NUMBER + _WHITESPACE))
 
 
 def _flat(text, floats):
@@ -109,13 +114,21 @@ def _flat(text, floats):
     simdjson's `as_buffer` flattens nested arrays whatever their lengths,
     so the caller checks the shape from the brackets first.
     """
-    parser = getattr(_parsers, "parser", None)
+    with _kept_lock:
+        parser = _kept.pop() if _kept else None
     if parser is None:
-        parser = _parsers.parser = simdjson.Parser()
+        parser = simdjson.Parser()
     try:
         buffer = parser.parse(text).as_buffer(of_type="d" if floats else "i")
     except (ValueError, TypeError, RuntimeError):
-        return None  # invalid JSON, a non-number, out of range, a big integer
+        buffer = None  # invalid JSON, a non-number, out of range, a big integer
+    if len(text) <= KEEP_PARSER_BELOW_BYTES:
+        with _kept_lock:
+            if len(_kept) < KEPT_PARSERS:
+                _kept.append(parser)
+    if buffer is None:
+        return None
+    # the buffer is the array's own memory, not the parser's
     return np.frombuffer(buffer, dtype=np.float64 if floats else np.int64)
 
 
