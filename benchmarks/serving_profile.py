@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import harness  # noqa: E402
 
 
-def _stages(server, name, target, body, calls):
+def _stages(server, name, body, calls):
     """Median ms of each stage of `calls` requests, run as the server runs
     them, with the numeric fast path and simdjson inside it timed too."""
     import time
@@ -130,7 +130,7 @@ def main():
                 f"(median of {calls})"
             )
             print("stages, median of each:")
-            _stages(server, name, target, body, calls)
+            _stages(server, name, body, calls)
             profile = cProfile.Profile()
             profile.enable()
             for _ in range(calls):
