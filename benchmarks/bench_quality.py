@@ -314,8 +314,9 @@ def _merged(base, changes):
 
 def _shapes(quick):
     """The shapes overrides and label fractions (`bench_quality_shapes`, or
-    `KERAS_MTL_BENCH_DATASETS=adult,shapes` here): 46.0 min for two static
-    settings and 5 seeds with 5 processes on 2 cores.
+    `KERAS_MTL_BENCH_DATASETS=adult,shapes` here): 48.5 min for two static
+    settings and 5 seeds with 5 processes on 2 cores (2026-12-02, part of it
+    shared with another run).
 
     The full split is needed: on a 2,000-image training split the
     single-task coarse model reached 0.34 test accuracy after 20 epochs.
