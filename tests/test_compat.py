@@ -19,7 +19,11 @@ import tensorflow as tf
 import keras_mtl
 from keras_mtl.compat import KerasInternalsError, keras_callbacks, keras_trainer
 from keras_mtl.compat.internals import TESTED_RANGE
-from keras_mtl.compat.tf_function import flat_call, tensor_maker
+from keras_mtl.compat.tf_function import (
+    SINGLE_THREADED_EXECUTOR,
+    direct_call,
+    tensor_maker,
+)
 from keras_mtl.weighting.base import task_losses
 
 VERSIONS = f"Keras {keras.version()}, TensorFlow {tf.__version__}"
@@ -435,8 +439,17 @@ def test_model_checkpoint_asks_should_save_model_at_every_epoch_end(tmp_path):
 # TensorFlow ---------------------------------------------------------------
 
 
-def test_call_flat_answers_as_the_public_call(tmp_path):
+@pytest.mark.parametrize("executor", ["", SINGLE_THREADED_EXECUTOR])
+def test_direct_call_answers_as_the_public_call(tmp_path, executor):
+    # LoadedModel.run calls a signature's function by name through eager
+    # internals; where they are gone or answer differently, it keeps the
+    # public call (slower, correct).
+    from tensorflow.python.eager import context, execute
+
     class Adder(tf.Module):
+        def __init__(self):
+            self.scale = tf.Variable(3.0)
+
         @tf.function(
             input_signature=[
                 tf.TensorSpec([None], tf.float32, name="first-input"),
@@ -444,30 +457,39 @@ def test_call_flat_answers_as_the_public_call(tmp_path):
             ]
         )
         def serve(self, first, second):
-            return {"out": first - 2.0 * second}
+            return {"out": first - self.scale * second, "sum": first + second}
 
     module = Adder()
     tf.saved_model.save(
         module, str(tmp_path), signatures={"serving_default": module.serve}
     )
     signature = tf.saved_model.load(str(tmp_path)).signatures["serving_default"]
-    canary(
-        callable(getattr(signature, "_call_flat", None)),
-        "ConcreteFunction._call_flat",
-        "a method of a loaded signature",
-    )
+    for owner, name in (
+        (signature, "_inference_function"),
+        (execute, "execute"),
+        (context.context().function_call_options, "config_proto_serialized"),
+    ):
+        canary(
+            getattr(owner, name, None) is not None,
+            f"{type(owner).__name__}.{name}",
+            "what a direct call of a signature is made of",
+        )
     tensors = {
         "first-input": tf.constant([1.0, 2.0]),
         "second": tf.constant([3.0, 5.0]),
     }
     expected = signature(first_input=tensors["first-input"], second=tensors["second"])
-    outputs = flat_call(signature)(tensors)
+    outputs = direct_call(signature, executor)(tensors)
     canary(
-        sorted(outputs) == ["out"]
-        and np.array_equal(outputs["out"].numpy(), expected["out"].numpy()),
-        "ConcreteFunction._call_flat",
+        sorted(outputs) == ["out", "sum"]
+        and all(
+            np.array_equal(outputs[name].numpy(), expected[name].numpy())
+            for name in expected
+        ),
+        "ConcreteFunction._inference_function.name",
         f"the public call's outputs {expected}, found {outputs}",
     )
+    np.testing.assert_array_equal(outputs["out"].numpy(), [-8.0, -13.0])
 
 
 def test_eager_tensor_canary():
@@ -545,7 +567,7 @@ def test_a_missing_module_raises_a_clear_error(monkeypatch):
 
 # Nothing outside keras_mtl/compat/ names a private Keras/TensorFlow name.
 _PRIVATE = re.compile(
-    r"keras\.src|(?<!\w)_(?:call_flat|flat_losses|symbolic_build|maybe_symbolic_build"
+    r"keras\.src|(?<!\w)_(?:call_flat|inference_function|flat_losses|symbolic_build|maybe_symbolic_build"
     r"|compile_loss|user_loss_weights|aggregate_additional_loss|loss_tracker"
     r"|initial_epoch|trainable_variables|non_trainable_variables"
     r"|distribute_strategy|train_writer|should_write_train_graph"

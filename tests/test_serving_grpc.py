@@ -273,3 +273,13 @@ def test_model_errors_lose_node_names_and_stacks():
     assert op_error_message(message) == (
         "Matrix size-incompatible: In[0]: [0,3], In[1]: [4,8]"
     )
+    # as a signature's function called directly words it (LoadedModel.run)
+    direct = (
+        "{{function_node __inference_signature_wrapper___call___445}} ConcatOp : "
+        "Dimension 0 in both shapes must be equal: shape[0] = [2,1] vs. shape[1] "
+        "= [1,1] [Op:__inference_signature_wrapper___call___445]"
+    )
+    assert op_error_message(direct) == (
+        "ConcatOp : Dimension 0 in both shapes must be equal: shape[0] = [2,1] vs. "
+        "shape[1] = [1,1]"
+    )

@@ -541,14 +541,14 @@ def test_connections_are_bounded_and_idle_ones_time_out():
         server.server_close()
 
 
-def test_run_feeds_the_signature_flat_and_equals_predict(models, monkeypatch):
+def test_run_calls_the_signature_directly_and_equals_predict(models, monkeypatch):
     model = LoadedModel(models["tabular"])
     arrays = helpers.columns(helpers.tabular_rows(5), model.input_specs)
     expected = model.predict(arrays)
-    first = model.run(arrays)  # the public call, which then checks the flat one
-    assert callable(model._flat_calls["serving_default"])
-    second = model.run(arrays)  # the flat call
-    # Inputs swapped by name: the flat call must feed by name, not by position.
+    first = model.run(arrays)  # the public call, which then checks the direct one
+    assert model.executor == {"serving_default": "single-threaded"}
+    second = model.run(arrays)  # the direct call
+    # Inputs swapped by name: the direct call must feed by name, not by position.
     swapped = {
         **arrays,
         "age": arrays["hours-per-week"],
@@ -564,13 +564,38 @@ def test_run_feeds_the_signature_flat_and_equals_predict(models, monkeypatch):
         )
     assert not np.allclose(swapped_expected["income"], expected["income"])
 
-    # Where TensorFlow's private API is gone, run keeps the public call.
-    def gone(function):
-        raise AttributeError("_call_flat")
+    # An executor that cannot run the graph: the default one is kept.
+    real = saved_model._direct_call
 
-    monkeypatch.setattr(saved_model, "_flat_call", gone)
+    def no_single_thread(function, executor_type=""):
+        if executor_type == saved_model.SINGLE_THREADED_EXECUTOR:
+            raise RuntimeError("Single-threaded executor does not support ...")
+        return real(function, executor_type)
+
+    monkeypatch.setattr(saved_model, "_direct_call", no_single_thread)
+    default = LoadedModel(models["tabular"])
+    for _ in range(2):
+        outputs = default.run(arrays)
+        np.testing.assert_allclose(outputs["income"], expected["income"], rtol=1e-6)
+    assert default.executor == {"serving_default": "default"}
+
+    # A direct call that answers differently is not kept either.
+    def wrong(function, executor_type=""):
+        call = real(function, executor_type)
+        return lambda tensors: {k: v * 2.0 for k, v in call(tensors).items()}
+
+    monkeypatch.setattr(saved_model, "_direct_call", wrong)
+    differs = LoadedModel(models["tabular"])
+    differs.run(arrays)
+    assert differs.executor == {"serving_default": "public"}
+
+    # Where TensorFlow's private API is gone, run keeps the public call.
+    def gone(function, executor_type=""):
+        raise AttributeError("_inference_function")
+
+    monkeypatch.setattr(saved_model, "_direct_call", gone)
     fallback = LoadedModel(models["tabular"])
     for _ in range(2):
         outputs = fallback.run(arrays)
         np.testing.assert_allclose(outputs["income"], expected["income"], rtol=1e-6)
-    assert fallback._flat_calls["serving_default"] is False
+    assert fallback.executor == {"serving_default": "public"}

@@ -16,8 +16,10 @@ area:
   `MultiWorkerMirroredStrategy` (keras #20585).
 - `keras_tuner_oracle`: `Oracle._random_values` / `Oracle._duplicate`, so
   that a search's oracle proposes the reference trial first.
-- `tf_function`: `ConcreteFunction._call_flat` for serving; its caller checks
-  it against the public call and falls back.
+- `tf_function`: a loaded signature's function run by name as one eager op
+  (`ConcreteFunction._inference_function`, `eager.execute`), and
+  `EagerTensor` built directly, for serving; the callers check both against
+  the public calls and fall back.
 
 Every private name has a canary test in `tests/test_compat.py` that fails,
 naming the name and the installed Keras/TensorFlow versions, when upstream

@@ -36,25 +36,26 @@ def _dtype_of(array):
         return None
 
 
-_GRAPH_NOISE = re.compile(r"\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]")
+_GRAPH_NOISE = re.compile(
+    r"\s*\[\[\{\{node [^}]*\}\}\]\]|\s*\[Op:[^\]]*\]|\{\{function_node [^}]*\}\}\s*"
+)
 
 
 def op_error_message(message):
     """TensorFlow's message without the graph's internals: eager's "Graph
-    execution error", "Detected at node ..." and its stack, `[[{{node ...}}]]`
-    and `[Op:...]` (node and function names say nothing to a client)."""
+    execution error", "Detected at node ..." and its stack, `[[{{node ...}}]]`,
+    `{{function_node ...}}` and `[Op:...]` (node and function names say
+    nothing to a client)."""
     kept = []
     for line in message.splitlines():
-        stripped = line.strip()
+        stripped = _GRAPH_NOISE.sub("", line).strip()
         if (
             not stripped
             or stripped.startswith(("Graph execution error", "Detected at node"))
             or stripped.startswith(("<stack traces", "File ", "{{"))
         ):
             continue
-        stripped = _GRAPH_NOISE.sub("", stripped).strip()
-        if stripped:
-            kept.append(stripped)
+        kept.append(stripped)
     return " ".join(kept) or "The model failed on this input."
 
 
