@@ -213,6 +213,103 @@ def test_fast_and_exact_paths_agree():
     assert exact["b"].tolist() == [b"x", b"y"]
 
 
+_EDGE_NUMBERS = [
+    [0.5],
+    [-0.0, 0.0, 1.5],
+    [float("nan"), float("inf"), -float("inf")],
+    [3.4028234663852886e38, -3.4028234663852886e38],
+    [3.5e38],
+    [1e-45, 5e-324, 1e300],
+    [2**24 - 1, -(2**24 - 1)],
+    [2**24],
+    [2**53 - 1],
+    [2**53],
+    [2**31 - 1, -(2**31)],
+    [2**31],
+    [2**63 - 1, -(2**63)],
+    [2**63],
+    [2**64],
+    [255, 0],
+    [1, -3, 7],
+    [256],
+    [-1],
+    [1, 2.5],
+    [True],
+    ["a"],
+    [[1.0, 2.0]],
+    [None],
+]
+
+
+@pytest.mark.parametrize(
+    "dtype",
+    [tf.float32, tf.float64, tf.int8, tf.int32, tf.int64, tf.uint8, tf.uint64],
+)
+def test_short_lists_are_converted_as_numpy_converts_long_ones(dtype):
+    """A list of at most `SMALL` numbers is checked in Python; what it
+    accepts, numpy's path must accept as the same array, and what it leaves
+    to numpy is decided there."""
+    from keras_mtl.serving import json_tensor
+
+    accepted = 0
+    for values in _EDGE_NUMBERS:
+        assert len(values) <= json_tensor.SMALL
+        short = json_tensor._small_array(values, dtype)
+        try:
+            with np.errstate(all="ignore"):
+                long = json_tensor.checked_array(np.array(values), dtype)
+        except (ValueError, TypeError, OverflowError):
+            long = None
+        if short is None:
+            continue
+        accepted += 1
+        assert long is not None, (values, dtype)
+        assert short.dtype == long.dtype and short.shape == long.shape
+        np.testing.assert_array_equal(short, long)
+        assert np.array_equal(np.signbit(short), np.signbit(long)), values
+    assert accepted >= 1
+    # and through a whole body: one row is a short list, 40 rows a long one
+    for values in _EDGE_NUMBERS[:3] + _EDGE_NUMBERS[6:7]:
+        body = json.dumps({"instances": values})
+        many = json.dumps({"instances": values * 20})
+        try:
+            one = decode(body, x=dtype).inputs["x"]
+        except ServingError as error:
+            assert error.message == error_of(many, x=dtype).message
+            continue
+        np.testing.assert_array_equal(
+            np.tile(one, 20), decode(many, x=dtype).inputs["x"]
+        )
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_short_and_long_outputs_are_written_alike(dtype):
+    """Outputs of at most `SMALL` values are written in Python, longer ones
+    with numpy: the same values must give the same text."""
+    from keras_mtl.serving import json_tensor
+
+    rng = np.random.default_rng(0)
+    values = [
+        0.0, -0.0, 0.5, 0.1, 1.0, 9e6, 999999.0, 555557.5, 3e-5, 1e-45,
+        np.nan, np.inf, -np.inf, float(np.finfo(dtype).max), 16777217.0, 1e20,
+    ]  # fmt: skip
+    values += (rng.standard_normal(200) * 10.0 ** rng.integers(-8, 9, 200)).tolist()
+    array = np.array(values, dtype)
+    long = json_tensor.json_tokens(array, False)
+    short = []
+    for start in range(0, len(array), json_tensor.SMALL):
+        short += json_tensor.json_tokens(
+            array[start : start + json_tensor.SMALL], False
+        )
+    assert len(long) > json_tensor.SMALL
+    assert short == long
+    finite = np.isfinite(array)
+    parsed = np.array(
+        [float(t) for t, f in zip(short, finite, strict=True) if f], dtype
+    )
+    np.testing.assert_array_equal(parsed, array[finite])
+
+
 def test_rows_to_json():
     tensor = np.array([[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]], np.int32)
     assert json.loads(tensors_to_json({"int_tensor": tensor}, ROW)) == {
