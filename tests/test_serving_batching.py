@@ -192,6 +192,36 @@ def test_allowed_batch_sizes_pad_and_deadlines_drop_waiting_calls():
     assert blocked.sizes == [2]  # the timed-out call was dropped from its batch
 
 
+def test_submit_gives_a_future_and_a_cancelled_call_is_dropped():
+    scheduler = BatchScheduler(
+        BatchingParameters(max_batch_size=8, num_batch_threads=1)
+    )
+    gate = threading.Event()
+    run = Recorder(gate=gate)
+    try:
+        first = scheduler.submit("k", run, {"x": np.ones((1, 1))}, 1)
+        time.sleep(0.2)  # the batch thread now holds `first`, waiting on the gate
+        dropped = scheduler.submit("k", run, {"x": np.full((2, 1), 5.0)}, 2)
+        late = scheduler.submit(
+            "k", run, {"x": np.full((1, 1), 7.0)}, 1, deadline=time.monotonic()
+        )
+        kept = scheduler.submit("k", run, {"x": np.full((3, 1), 3.0)}, 3)
+        assert dropped.cancel()
+        gate.set()
+        assert first.result(10)["y"].ravel().tolist() == [2.0]
+        assert kept.result(10)["y"].ravel().tolist() == [6.0, 6.0, 6.0]
+        with pytest.raises(ServingError) as caught:
+            late.result(10)
+        assert caught.value.code == Code.DEADLINE_EXCEEDED
+        with pytest.raises(ServingError, match="larger than maximum input batch"):
+            scheduler.submit("k", run, {"x": np.ones((9, 1))}, 9)
+    finally:
+        gate.set()
+        scheduler.stop()
+    assert dropped.cancelled()
+    assert run.sizes == [1, 3]  # neither the cancelled nor the late call ran
+
+
 def test_batching_parameters_file_and_checks(tmp_path):
     path = tmp_path / "batching.config"
     path.write_text(
@@ -317,3 +347,148 @@ def test_a_full_queue_is_503_over_rest_and_unavailable_over_grpc(tabular):
         assert caught.value.code == Code.UNAVAILABLE  # the gRPC status
         assert sorted(statuses) == [200, 200]
         assert Client(server.rest_url).predict("tabular", helpers.tabular_rows(1))
+
+
+def _queued(scheduler):
+    """Calls waiting in the scheduler's queues (not yet taken by a thread),
+    leaving out those their callers gave up on."""
+    with scheduler._condition:
+        return sum(
+            not (task.future is not None and task.future.cancelled())
+            for queue in scheduler._queues.values()
+            for batch in queue.batches
+            for task in batch.tasks
+        )
+
+
+def _wait_until(condition, seconds=30):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_batched_grpc_server_awaits_batches_and_answers_as_tf_serving(tabular):
+    """With batching the gRPC port is a grpc.aio server: Predict awaits its
+    batch on the event loop; the other methods run on its thread pool."""
+    grpc = pytest.importorskip("grpc")
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    model = LoadedModel(tabular)
+    with ModelServer(
+        [ServedModelConfig("tabular", str(tabular.parent))],
+        rest_api_port=0,
+        grpc_port=helpers.free_port(),
+        poll_wait_seconds=0,
+        batching=BatchingParameters(max_batch_size=16, num_batch_threads=1),
+        grpc_max_threads=2,
+    ) as server:
+        served = server.registry.resolve(ModelSpec("tabular")).model
+        real_run, sizes, gate = served.run, [], threading.Event()
+        entered = threading.Event()  # the batch thread is in the model call
+
+        def slow_run(tensors, signature_name="serving_default"):
+            sizes.append(len(tensors["age"]))
+            entered.set()
+            gate.wait(10)
+            time.sleep(0.01)  # lets batches form on a fast machine too
+            return real_run(tensors, signature_name)
+
+        served.run = slow_run
+        specs = served.input_specs
+        # Waiting calls hold no thread: with 2 threads, 8 calls wait at once
+        # and those queued behind the first batch merge into one.
+        waiting = [
+            threading.Thread(
+                target=Client("127.0.0.1:1", grpc=server.grpc_target).grpc_predict,
+                args=("tabular", helpers.columns(helpers.tabular_rows(1), specs)),
+            )
+            for _ in range(8)
+        ]
+        for thread in waiting:
+            thread.start()
+        _wait_until(
+            lambda: (
+                entered.is_set() and sizes[0] + _queued(server.predictor.scheduler) == 8
+            )
+        )
+        gate.set()
+        for thread in waiting:
+            thread.join(timeout=30)
+        assert len(sizes) == 2 and sum(sizes) == 8, sizes
+        sizes.clear()
+        answers, failures = {}, []
+
+        def client_loop(index):
+            client = Client("127.0.0.1:1", grpc=server.grpc_target)
+            for request in range(4):
+                rows = helpers.tabular_rows(1 + index % 2, seed=100 * index + request)
+                try:
+                    outputs = client.grpc_predict(
+                        "tabular", helpers.columns(rows, specs)
+                    )
+                    answers[(index, request)] = (rows, outputs)
+                except ServingError as error:
+                    failures.append(error)
+            client.close()
+
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert failures == [] and len(answers) == 32
+        assert max(sizes) > 2  # calls were merged
+        for rows, outputs in answers.values():
+            expected = model.predict(helpers.columns(rows, model.input_specs))
+            for name in ("income", "marital_status"):
+                np.testing.assert_allclose(outputs[name], expected[name], atol=1e-6)
+
+        client = Client("127.0.0.1:1", grpc=server.grpc_target)
+        wrong = helpers.columns(helpers.tabular_rows(1), specs)
+        wrong["age"] = wrong["age"].astype(np.int64)
+        for model_name, inputs, code in (
+            ("tabular", wrong, Code.INVALID_ARGUMENT),
+            (
+                "missing",
+                helpers.columns(helpers.tabular_rows(1), specs),
+                Code.NOT_FOUND,
+            ),
+        ):
+            with pytest.raises(ServingError) as caught:
+                client.grpc_predict(model_name, inputs)
+            assert caught.value.code == code, caught.value.message
+        assert "int64 is provided" in str(
+            pytest.raises(ServingError, client.grpc_predict, "tabular", wrong).value
+        )
+        status = client.grpc_status("tabular")
+        assert status.model_version_status[0].state == 30  # AVAILABLE
+        channel = grpc.insecure_channel(server.grpc_target)
+        health = health_pb2_grpc.HealthStub(channel)
+        answer = health.Check(health_pb2.HealthCheckRequest(service="tabular"))
+        assert answer.status == health_pb2.HealthCheckResponse.SERVING
+
+        # A call whose deadline passes while it waits is answered
+        # DEADLINE_EXCEEDED and left out of the batch formed later.
+        gate.clear()
+        entered.clear()
+        sizes.clear()
+        holder = threading.Thread(
+            target=client.grpc_predict,
+            args=("tabular", helpers.columns(helpers.tabular_rows(1), specs)),
+        )
+        holder.start()
+        assert entered.wait(30)
+        short = Client("127.0.0.1:1", grpc=server.grpc_target, timeout=0.3)
+        with pytest.raises(ServingError) as caught:
+            short.grpc_predict(
+                "tabular", helpers.columns(helpers.tabular_rows(2), specs)
+            )
+        assert caught.value.code == Code.DEADLINE_EXCEEDED
+        _wait_until(lambda: _queued(server.predictor.scheduler) == 0)
+        gate.set()
+        holder.join(30)
+        assert sizes == [1]  # only the holder's row ran
+        short.close()
+        client.close()
+        channel.close()

@@ -63,7 +63,12 @@ def add_commands(commands):
     _add_model_flags(flag)
     _add_rest_flags(flag)
     _add_limit_flags(flag)
-    flag("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
+    flag(
+        "--grpc_max_threads",
+        type=int,
+        default=32,
+        help="gRPC worker threads (with batching, Predict holds none)",
+    )
     for kind, what in (("intra", "within one op"), ("inter", "between ops")):
         flag(
             f"--tensorflow_{kind}_op_parallelism",

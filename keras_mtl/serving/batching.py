@@ -20,6 +20,7 @@ than the timeout: under load, batches fill while the threads are busy.
 
 import bisect
 import collections
+import concurrent.futures
 import dataclasses
 import os
 import threading
@@ -87,13 +88,48 @@ class BatchingParameters:
 
 
 class _Task:
-    __slots__ = ("inputs", "size", "enqueued", "deadline", "done", "result", "error")
+    """One caller's rows. A blocking caller (`run`) waits on `done`, a lock
+    held until the batch thread releases it; a caller on an event loop
+    (`submit`) gets `future`, which the batch thread completes."""
 
-    def __init__(self, inputs, size, deadline):
+    __slots__ = (
+        "inputs",
+        "size",
+        "enqueued",
+        "deadline",
+        "done",
+        "future",
+        "result",
+        "error",
+    )
+
+    def __init__(self, inputs, size, deadline, future=None):
         self.inputs, self.size, self.deadline = inputs, size, deadline
         self.enqueued = time.monotonic()
-        self.done = threading.Event()
+        self.future = future
+        self.done = None
+        if future is None:
+            self.done = threading.Lock()
+            self.done.acquire()
         self.result = self.error = None
+
+    def wait(self, timeout):
+        """Whether the result came within `timeout` seconds (None: no limit)."""
+        return self.done.acquire(timeout=-1 if timeout is None else timeout)
+
+    def dropped(self):
+        """Whether the caller has given up on it (a cancelled future)."""
+        return (
+            self.future is not None and not self.future.set_running_or_notify_cancel()
+        )
+
+    def finish(self):
+        if self.future is None:
+            self.done.release()
+        elif self.error is not None:
+            self.future.set_exception(self.error)
+        else:
+            self.future.set_result(self.result)
 
 
 class _Batch:
@@ -159,19 +195,40 @@ class BatchScheduler:
             deadline: A `time.monotonic()` time after which the call is
                 dropped with DEADLINE_EXCEEDED, or None.
         """
-        limit = self.parameters.max_batch_size
-        if size > limit:
-            raise invalid_argument(
-                f"Task size {size} is larger than maximum input batch size {limit}"
+        task = self._enqueue(key, run, _Task(inputs, size, deadline))
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not task.wait(timeout):
+            task.deadline = -1.0  # a batch formed later drops it
+            raise ServingError(
+                Code.DEADLINE_EXCEEDED, "Request timed out waiting for its batch"
             )
-        task = _Task(inputs, size, deadline)
+        if task.error is not None:
+            raise task.error
+        return task.result
+
+    def submit(self, key, run, inputs, size, deadline=None):
+        """`run` for a caller that must not block (an event loop): queues the
+        call and returns a `concurrent.futures.Future` of its rows. Cancel
+        the future to drop the call (a batch formed later leaves it out);
+        past `deadline` the batch completes it with DEADLINE_EXCEEDED.
+        Refusals (too many rows, a full queue) raise at once, as in `run`."""
+        future = concurrent.futures.Future()
+        self._enqueue(key, run, _Task(inputs, size, deadline, future))
+        return future
+
+    def _enqueue(self, key, run, task):
+        limit = self.parameters.max_batch_size
+        if task.size > limit:
+            raise invalid_argument(
+                f"Task size {task.size} is larger than maximum input batch size {limit}"
+            )
         with self._condition:
             if self._stopped:
                 raise ServingError(Code.UNAVAILABLE, "The batch scheduler is stopped")
             queue = self._queues.get(key)
             if queue is None:
                 queue = self._queues[key] = _Queue(run)
-            if not queue.batches or queue.batches[-1].size + size > limit:
+            if not queue.batches or queue.batches[-1].size + task.size > limit:
                 if len(queue.batches) >= self.parameters.max_enqueued_batches:
                     raise ServingError(
                         Code.UNAVAILABLE,
@@ -181,15 +238,7 @@ class BatchScheduler:
                 queue.batches.append(_Batch())
             queue.batches[-1].add(task)
             self._condition.notify()
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not task.done.wait(timeout):
-            task.deadline = -1.0  # a batch formed later drops it
-            raise ServingError(
-                Code.DEADLINE_EXCEEDED, "Request timed out waiting for its batch"
-            )
-        if task.error is not None:
-            raise task.error
-        return task.result
+        return task
 
     def stop(self):
         with self._condition:
@@ -240,11 +289,13 @@ class BatchScheduler:
         now = time.monotonic()
         tasks = []
         for task in batch.tasks:
+            if task.dropped():
+                continue
             if task.deadline is not None and task.deadline < now:
                 task.error = ServingError(
                     Code.DEADLINE_EXCEEDED, "Request timed out waiting for its batch"
                 )
-                task.done.set()
+                task.finish()
             else:
                 tasks.append(task)
         if not tasks:
@@ -269,14 +320,14 @@ class BatchScheduler:
         except Exception as error:  # every caller of the batch gets the error
             for task in tasks:
                 task.error = error
-                task.done.set()
+                task.finish()
             return
         start = 0
         for task in tasks:
             end = start + task.size
             task.result = {name: value[start:end] for name, value in outputs.items()}
             start = end
-            task.done.set()
+            task.finish()
         if self._metrics:
             self._metrics.record_batch(
                 self.parameters.thread_pool_name,

@@ -6,10 +6,14 @@ against it. Predict, GetModelMetadata and GetModelStatus share the
 `Predictor` with the REST API and give the same answers and the same errors
 (as gRPC status codes). Classify and Regress answer TF Serving's error for a
 model without such signatures; MultiInference and HandleReloadConfigRequest
-answer UNIMPLEMENTED.
+answer UNIMPLEMENTED. Without batching the server is grpcio's synchronous
+one; with batching it is a `grpc.aio` server whose `Predict` awaits its batch
+on the event loop (`BatchingPredictionService`, `AioServer`).
 """
 
+import asyncio
 import concurrent.futures
+import threading
 import time
 
 import grpc
@@ -44,17 +48,26 @@ def _call(context, function, metrics=None, model_name="", api=""):
     error = None
     try:
         return function()
-    except ServingError as raised:
-        error = raised
-    except Exception as raised:  # a fault of ours, reported as INTERNAL
-        error = ServingError(Code.INTERNAL, f"{type(raised).__name__}: {raised}")
+    except Exception as raised:
+        error = _as_serving_error(raised)
     finally:
-        if metrics and model_name:
-            metrics.count_request(model_name, error.code.name if error else "OK")
-            metrics.observe_request(
-                model_name, api, "GRPC", (time.perf_counter() - start) * 1e6
-            )
+        _count(metrics, model_name, api, start, error)
     context.abort(grpc.StatusCode[error.code.name], error.message)
+
+
+def _as_serving_error(error):
+    if isinstance(error, ServingError):
+        return error
+    # a fault of ours, reported as INTERNAL
+    return ServingError(Code.INTERNAL, f"{type(error).__name__}: {error}")
+
+
+def _count(metrics, model_name, api, start, error):
+    if metrics and model_name:
+        metrics.count_request(model_name, error.code.name if error else "OK")
+        metrics.observe_request(
+            model_name, api, "GRPC", (time.perf_counter() - start) * 1e6
+        )
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
@@ -76,18 +89,37 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         )
 
     def _predict(self, request, context):
+        spec, servable, reserved = self._reserve(request)
+        try:
+            inputs, deadline = self._inputs(request, context)
+            outputs = self.predictor.predict(
+                servable,
+                spec.signature_name,
+                inputs,
+                list(request.output_filter),
+                deadline,
+            )
+            return _predict_response(spec, servable, outputs)
+        finally:
+            self._release(reserved)
+
+    def _reserve(self, request):
+        """(spec, servable, bytes reserved in the budget or None)."""
         spec = spec_from_proto(request.model_spec)
         servable = self.predictor.servable(spec)
         size = check_decoded_size(request.inputs, self.max_tensor_bytes)
         if self.budget is None:
-            return self._run_predict(request, context, spec, servable)
+            return spec, servable, None
         self.budget.reserve_or_raise(size)
-        try:
-            return self._run_predict(request, context, spec, servable)
-        finally:
-            self.budget.release(size)
+        return spec, servable, size
 
-    def _run_predict(self, request, context, spec, servable):
+    def _release(self, reserved):
+        if reserved is not None:
+            self.budget.release(reserved)
+
+    @staticmethod
+    def _inputs(request, context):
+        """(input name -> array, deadline as a `time.monotonic()` time or None)."""
         inputs = {}
         for alias, tensor in request.inputs.items():
             try:
@@ -96,20 +128,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 raise invalid_argument(f"tensor parsing error: {alias}") from None
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else None
-        outputs = self.predictor.predict(
-            servable,
-            spec.signature_name,
-            inputs,
-            list(request.output_filter),
-            deadline,
-        )
-        response = predict_pb2.PredictResponse()
-        response.model_spec.name = servable.name
-        response.model_spec.version.value = servable.version
-        response.model_spec.signature_name = spec.signature_name or "serving_default"
-        for name, value in outputs.items():
-            fill_tensor_proto(response.outputs[name], value)
-        return response
+        return inputs, deadline
 
     def GetModelMetadata(self, request, context):
         return _call(context, lambda: self._metadata(request))
@@ -151,6 +170,53 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         )
 
 
+def _predict_response(spec, servable, outputs):
+    response = predict_pb2.PredictResponse()
+    response.model_spec.name = servable.name
+    response.model_spec.version.value = servable.version
+    response.model_spec.signature_name = spec.signature_name or "serving_default"
+    for name, value in outputs.items():
+        fill_tensor_proto(response.outputs[name], value)
+    return response
+
+
+class BatchingPredictionService(PredictionService):
+    """`PredictionService` for a server with batching, on `grpc.aio`.
+
+    `Predict` runs on the server's event loop: it decodes and checks the
+    request there, queues it with the batch scheduler and awaits its rows,
+    so that no thread waits for a batch and one thread does the Python work
+    of every request. The other methods are the synchronous ones, which the
+    aio server runs on its thread pool.
+    """
+
+    async def Predict(self, request, context):
+        start = time.perf_counter()
+        error = None
+        try:
+            return await self._predict_async(request, context)
+        except Exception as raised:
+            error = _as_serving_error(raised)
+        finally:
+            _count(self.metrics, request.model_spec.name, "Predict", start, error)
+        await context.abort(grpc.StatusCode[error.code.name], error.message)
+
+    async def _predict_async(self, request, context):
+        spec, servable, reserved = self._reserve(request)
+        try:
+            inputs, deadline = self._inputs(request, context)
+            outputs = await self.predictor.predict_async(
+                servable,
+                spec.signature_name,
+                inputs,
+                list(request.output_filter),
+                deadline,
+            )
+            return _predict_response(spec, servable, outputs)
+        finally:
+            self._release(reserved)
+
+
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
     """`tensorflow.serving.ModelService`: GetModelStatus."""
 
@@ -182,6 +248,13 @@ class ModelService(model_service_pb2_grpc.ModelServiceServicer):
         )
 
 
+_OPTIONS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.so_reuseport", 0),
+]
+
+
 def make_grpc_server(
     predictor,
     address,
@@ -198,30 +271,103 @@ def make_grpc_server(
     decoded inputs take: see `PredictionService`. `credentials`
     (`grpc.ssl_server_credentials`) serve TLS, None plaintext; `health` (a
     `ModelHealth`) adds `grpc.health.v1.Health`.
+
+    Without batching it is grpcio's synchronous server with `max_threads`
+    workers. With batching (`predictor.scheduler`) it is a `grpc.aio` server
+    on an event loop thread (`AioServer`), whose `Predict` awaits its batch
+    (`BatchingPredictionService`): with 16 clients of the adult model the
+    synchronous server's threads, each waiting for its batch and handing
+    the GIL around, formed batches of 3 and served 1.2k requests/s. Either
+    has `stop(grace)`, returning an event set once stopped.
     """
-    server = grpc.server(
-        concurrent.futures.ThreadPoolExecutor(
-            max_workers=max_threads, thread_name_prefix="keras-mtl-grpc"
+    services = [
+        (
+            prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server,
+            (BatchingPredictionService if predictor.scheduler else PredictionService)(
+                predictor, metrics, budget, max_tensor_bytes
+            ),
         ),
-        options=[
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.so_reuseport", 0),
-        ],
+        (
+            model_service_pb2_grpc.add_ModelServiceServicer_to_server,
+            ModelService(predictor.registry),
+        ),
+    ]
+    pool = concurrent.futures.ThreadPoolExecutor(
+        max_workers=max_threads, thread_name_prefix="keras-mtl-grpc"
     )
-    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(predictor, metrics, budget, max_tensor_bytes), server
-    )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(
-        ModelService(predictor.registry), server
-    )
-    if health is not None:
-        health.add_to_server(server)
-    if credentials is not None:
-        port = server.add_secure_port(address, credentials)
-    else:
-        port = server.add_insecure_port(address)
-    if port == 0:
-        raise OSError(f"Could not bind the gRPC server to {address}")
+    if predictor.scheduler is not None:
+        return AioServer(pool, services, address, credentials, health)
+    server = grpc.server(pool, options=_OPTIONS)
+    _add(server, services, address, credentials, health)
     server.start()
     return server
+
+
+def _add(server, services, address, credentials, health):
+    for add, servicer in services:
+        add(servicer, server)
+    if health is not None:
+        health.add_to_server(server)
+    try:
+        if credentials is not None:
+            port = server.add_secure_port(address, credentials)
+        else:
+            port = server.add_insecure_port(address)
+    except RuntimeError:  # grpc.aio raises where the synchronous server answers 0
+        port = 0
+    if port == 0:
+        raise OSError(f"Could not bind the gRPC server to {address}")
+
+
+class AioServer:
+    """A started `grpc.aio` server on its own event loop thread.
+
+    Coroutine handlers run on the loop; synchronous ones on `pool` (the aio
+    server's migration pool). `stop(grace)` stops it as the synchronous
+    server's `stop` does and returns a `threading.Event` set once stopped.
+    """
+
+    def __init__(self, pool, services, address, credentials=None, health=None):
+        self._pool = pool
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(
+            target=self._run_loop, name="keras-mtl-grpc-loop", daemon=True
+        )
+        self._thread.start()
+
+        async def start():
+            server = grpc.aio.server(migration_thread_pool=pool, options=_OPTIONS)
+            _add(server, services, address, credentials, health)
+            await server.start()
+            return server
+
+        try:
+            self._server = asyncio.run_coroutine_threadsafe(
+                start(), self._loop
+            ).result()
+        except BaseException:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            pool.shutdown(wait=False)
+            raise
+
+    def _run_loop(self):
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_forever()
+        finally:
+            self._loop.close()
+
+    def stop(self, grace=None):
+        """Refuses new calls now, lets those in flight finish for up to
+        `grace` seconds, then cancels them; returns an event set once done."""
+        stopped = threading.Event()
+        future = asyncio.run_coroutine_threadsafe(self._server.stop(grace), self._loop)
+
+        def done(_):
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._pool.shutdown(wait=False)
+            stopped.set()
+
+        future.add_done_callback(done)
+        return stopped

@@ -6,6 +6,7 @@ the output filter, then run the signature, directly or through the batch
 scheduler. Both fronts call it, so their answers and their errors are equal.
 """
 
+import asyncio
 import re
 import time
 
@@ -239,20 +240,55 @@ class Predictor:
         Returns:
             Output name -> numpy array.
         """
+        key, signature_def, tensors = self._checked(
+            servable, signature_name, inputs, output_filter
+        )
+        start = time.perf_counter()
+        outputs = _empty_outputs(signature_def, tensors)
+        if outputs is not None:
+            pass
+        elif self.scheduler is None:
+            outputs = self._run(servable, key, tensors)
+        else:
+            batch_key, run, size = self._batch(servable, key, tensors)
+            outputs = self.scheduler.run(batch_key, run, tensors, size, deadline)
+        return self._answer(servable, start, outputs, output_filter)
+
+    async def predict_async(
+        self, servable, signature_name, inputs, output_filter=(), deadline=None
+    ):
+        """`predict` on an event loop: a batched call is awaited without
+        holding a thread. Without batching the model runs on the loop's
+        thread."""
+        key, signature_def, tensors = self._checked(
+            servable, signature_name, inputs, output_filter
+        )
+        start = time.perf_counter()
+        outputs = _empty_outputs(signature_def, tensors)
+        if outputs is not None:
+            pass
+        elif self.scheduler is None:
+            outputs = self._run(servable, key, tensors)
+        else:
+            batch_key, run, size = self._batch(servable, key, tensors)
+            future = self.scheduler.submit(batch_key, run, tensors, size, deadline)
+            timeout = None
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic())
+            try:
+                outputs = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+            except TimeoutError:  # the future is cancelled: dropped
+                raise ServingError(
+                    Code.DEADLINE_EXCEEDED, "Request timed out waiting for its batch"
+                ) from None
+        return self._answer(servable, start, outputs, output_filter)
+
+    def _checked(self, servable, signature_name, inputs, output_filter):
         key, signature_def = self._signature(servable, signature_name)
         self._check_names(signature_def, inputs, output_filter)
-        tensors = self._check_tensors(servable, key, inputs)
-        start = time.perf_counter()
-        empty = _empty_outputs(signature_def, tensors)
-        if empty is not None:
-            outputs = empty
-        elif self.scheduler is None:
-            try:
-                outputs = servable.model.run(tensors, key)
-            except Exception as error:  # reported to the client as a status
-                raise _model_error(error) from None
-        else:
-            outputs = self._run_batched(servable, key, tensors, deadline)
+        return key, signature_def, self._check_tensors(servable, key, inputs)
+
+    def _answer(self, servable, start, outputs, output_filter):
         if self.metrics:
             self.metrics.observe_runtime(
                 servable.name, "Predict", (time.perf_counter() - start) * 1e6
@@ -261,7 +297,15 @@ class Predictor:
             outputs = {name: outputs[name] for name in output_filter}
         return outputs
 
-    def _run_batched(self, servable, key, tensors, deadline):
+    @staticmethod
+    def _run(servable, key, tensors):
+        try:
+            return servable.model.run(tensors, key)
+        except Exception as error:  # reported to the client as a status
+            raise _model_error(error) from None
+
+    def _batch(self, servable, key, tensors):
+        """(batch key, model call, rows) for the batch scheduler."""
         sizes = set()
         for array in tensors.values():
             if array.ndim == 0:
@@ -279,15 +323,11 @@ class Predictor:
             key,
             tuple((name, a.shape[1:], a.dtype.str) for name, a in tensors.items()),
         )
-        model = servable.model
 
         def run(merged):
-            try:
-                return model.run(merged, key)
-            except Exception as error:  # reported to every caller of the batch
-                raise _model_error(error) from None
+            return self._run(servable, key, merged)  # reported to every caller
 
-        return self.scheduler.run(batch_key, run, tensors, sizes.pop(), deadline)
+        return batch_key, run, sizes.pop()
 
     def check_classify_regress(self, servable, signature_name, method):
         """TF Serving's signature check for `:classify` / `:regress`."""

@@ -135,7 +135,9 @@ class ModelServer:
             TensorProto carries); RESOURCE_EXHAUSTED above it.
         drain_timeout_seconds: On `stop()`, how long requests in flight may
             take to finish after the ports stop accepting.
-        grpc_max_threads: gRPC worker threads.
+        grpc_max_threads: gRPC worker threads. With batching, `Predict`
+            waits for its batch on the gRPC server's event loop and holds no
+            thread; the threads run the other methods.
         enable_model_warmup: Before a new version serves, replay its
             `assets.extra/tf_serving_warmup_requests` (as TF Serving does),
             then run it at the batch sizes batching will use.
