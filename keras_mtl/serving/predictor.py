@@ -71,6 +71,35 @@ def _model_error(error):
     return ServingError(Code.INTERNAL, f"{type(error).__name__}: {error}")
 
 
+async def _result(future, deadline):
+    """The result of a `concurrent.futures.Future`, awaited on the running
+    loop until `deadline` (a `time.monotonic()` time, or None), then
+    cancelled: a batch formed later drops a cancelled call. (A timer rather
+    than `asyncio.wait_for`, which wraps the wait in a task of its own.)"""
+    waiter = asyncio.wrap_future(future)
+    if deadline is None:
+        return await waiter
+    expired = []
+
+    def expire():
+        expired.append(True)
+        waiter.cancel()
+
+    timer = asyncio.get_running_loop().call_later(
+        max(0.0, deadline - time.monotonic()), expire
+    )
+    try:
+        return await waiter
+    except asyncio.CancelledError:
+        if not expired:
+            raise  # the caller was cancelled (the client went away)
+        raise ServingError(
+            Code.DEADLINE_EXCEEDED, "Request timed out waiting for its batch"
+        ) from None
+    finally:
+        timer.cancel()
+
+
 def _empty_outputs(signature_def, tensors):
     """A batch of 0 rows gets outputs of 0 rows without a model call, as a
     model that accepts empty batches answers (many graphs fail on them, with
@@ -272,15 +301,7 @@ class Predictor:
         else:
             batch_key, run, size = self._batch(servable, key, tensors)
             future = self.scheduler.submit(batch_key, run, tensors, size, deadline)
-            timeout = None
-            if deadline is not None:
-                timeout = max(0.0, deadline - time.monotonic())
-            try:
-                outputs = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
-            except TimeoutError:  # the future is cancelled: dropped
-                raise ServingError(
-                    Code.DEADLINE_EXCEEDED, "Request timed out waiting for its batch"
-                ) from None
+            outputs = await _result(future, deadline)
         return self._answer(servable, start, outputs, output_filter)
 
     def _checked(self, servable, signature_name, inputs, output_filter):
