@@ -10,8 +10,11 @@ median milliseconds of a call against the model call alone
 (`LoadedModel.run` on arrays of the signature's dtypes, back to back), then
 the request's stages run one after another as the server runs them (decode
 the JSON, of which the numeric fast path and simdjson inside it; check and
-run the model; encode the answer), then the functions that took the most
-time under cProfile (`PROFILE_SORT`, `PROFILE_LINES`). What is left of the
+run the model; encode the answer), the parts of the model call (making the
+input tensors with `tensor_maker` and with `tf.constant`; the signature's
+public call and the direct call `LoadedModel.run` keeps, on ready tensors),
+then the functions that took the most time under cProfile (`PROFILE_SORT`,
+`PROFILE_LINES`). What is left of the
 served latency beyond the request function is the HTTP front and the client.
 """
 
@@ -83,6 +86,37 @@ def _stages(server, name, body, calls):
             print(f"  {label}: {np.median(times[label]):.3f} ms")
 
 
+def _model_call(loaded, columns, calls):
+    """Median ms of the parts of `LoadedModel.run`, each back to back."""
+    import tensorflow as tf
+
+    specs = loaded.input_specs
+    make = loaded._make_tensor
+    tensors = {name: make(value, specs[name].dtype) for name, value in columns.items()}
+    arguments = {
+        argument: spec.name or argument
+        for argument, spec in loaded.signature.structured_input_signature[1].items()
+    }
+    keywords = {argument: tensors[name] for argument, name in arguments.items()}
+    direct = loaded._direct_calls["serving_default"]
+    parts = {
+        "making the inputs (tensor_maker)": lambda: [
+            make(value, specs[name].dtype) for name, value in columns.items()
+        ],
+        "making the inputs (tf.constant)": lambda: [
+            tf.constant(value, specs[name].dtype) for name, value in columns.items()
+        ],
+        "the public call on ready tensors": lambda: loaded.signature(**keywords),
+    }
+    if direct:
+        parts[f"the direct call ({loaded.executor['serving_default']} executor)"] = (
+            lambda: direct(tensors)
+        )
+    print("the model call, median of each part:")
+    for label, function in parts.items():
+        print(f"  {label}: {_median_ms(function, calls):.3f} ms")
+
+
 CASES = (("adult", 1), ("shapes", 64))
 
 
@@ -131,6 +165,7 @@ def main():
             )
             print("stages, median of each:")
             _stages(server, name, body, calls)
+            _model_call(loaded, columns, calls)
             profile = cProfile.Profile()
             profile.enable()
             for _ in range(calls):
