@@ -13,6 +13,7 @@ on the event loop (`BatchingPredictionService`, `AioServer`).
 
 import asyncio
 import concurrent.futures
+import contextlib
 import threading
 import time
 
@@ -89,9 +90,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         )
 
     def _predict(self, request, context):
-        spec, servable, reserved = self._reserve(request)
-        try:
-            inputs, deadline = self._inputs(request, context)
+        with self._decoded(request, context) as (spec, servable, inputs, deadline):
             outputs = self.predictor.predict(
                 servable,
                 spec.signature_name,
@@ -100,22 +99,21 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 deadline,
             )
             return _predict_response(spec, servable, outputs)
-        finally:
-            self._release(reserved)
 
-    def _reserve(self, request):
-        """(spec, servable, bytes reserved in the budget or None)."""
+    @contextlib.contextmanager
+    def _decoded(self, request, context):
+        """(spec, servable, input name -> array, deadline) of a Predict
+        request, its decoded size held in the budget until the block ends."""
         spec = spec_from_proto(request.model_spec)
         servable = self.predictor.servable(spec)
         size = check_decoded_size(request.inputs, self.max_tensor_bytes)
-        if self.budget is None:
-            return spec, servable, None
-        self.budget.reserve_or_raise(size)
-        return spec, servable, size
-
-    def _release(self, reserved):
-        if reserved is not None:
-            self.budget.release(reserved)
+        if self.budget is not None:
+            self.budget.reserve_or_raise(size)
+        try:
+            yield (spec, servable, *self._inputs(request, context))
+        finally:
+            if self.budget is not None:
+                self.budget.release(size)
 
     @staticmethod
     def _inputs(request, context):
@@ -202,9 +200,7 @@ class BatchingPredictionService(PredictionService):
         await context.abort(grpc.StatusCode[error.code.name], error.message)
 
     async def _predict_async(self, request, context):
-        spec, servable, reserved = self._reserve(request)
-        try:
-            inputs, deadline = self._inputs(request, context)
+        with self._decoded(request, context) as (spec, servable, inputs, deadline):
             outputs = await self.predictor.predict_async(
                 servable,
                 spec.signature_name,
@@ -213,8 +209,6 @@ class BatchingPredictionService(PredictionService):
                 deadline,
             )
             return _predict_response(spec, servable, outputs)
-        finally:
-            self._release(reserved)
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):

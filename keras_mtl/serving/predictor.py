@@ -269,45 +269,42 @@ class Predictor:
         Returns:
             Output name -> numpy array.
         """
-        key, signature_def, tensors = self._checked(
+        start, key, tensors, outputs = self._start(
             servable, signature_name, inputs, output_filter
         )
-        start = time.perf_counter()
-        outputs = _empty_outputs(signature_def, tensors)
-        if outputs is not None:
-            pass
-        elif self.scheduler is None:
+        if outputs is None and self.scheduler is None:
             outputs = self._run(servable, key, tensors)
-        else:
-            batch_key, run, size = self._batch(servable, key, tensors)
-            outputs = self.scheduler.run(batch_key, run, tensors, size, deadline)
+        elif outputs is None:
+            batch = self._batch(servable, key, tensors)
+            outputs = self.scheduler.run(*batch, deadline)
         return self._answer(servable, start, outputs, output_filter)
 
     async def predict_async(
         self, servable, signature_name, inputs, output_filter=(), deadline=None
     ):
         """`predict` on an event loop: a batched call is awaited without
-        holding a thread. Without batching the model runs on the loop's
-        thread."""
-        key, signature_def, tensors = self._checked(
+        holding a thread. Without batching it is `predict`, and the model
+        runs on the loop's thread."""
+        if self.scheduler is None:
+            return self.predict(
+                servable, signature_name, inputs, output_filter, deadline
+            )
+        start, key, tensors, outputs = self._start(
             servable, signature_name, inputs, output_filter
         )
-        start = time.perf_counter()
-        outputs = _empty_outputs(signature_def, tensors)
-        if outputs is not None:
-            pass
-        elif self.scheduler is None:
-            outputs = self._run(servable, key, tensors)
-        else:
-            batch_key, run, size = self._batch(servable, key, tensors)
-            future = self.scheduler.submit(batch_key, run, tensors, size, deadline)
-            outputs = await _result(future, deadline)
+        if outputs is None:
+            batch = self._batch(servable, key, tensors)
+            outputs = await _result(self.scheduler.submit(*batch, deadline), deadline)
         return self._answer(servable, start, outputs, output_filter)
 
-    def _checked(self, servable, signature_name, inputs, output_filter):
+    def _start(self, servable, signature_name, inputs, output_filter):
+        """Checks a call: (start time, signature key, checked arrays, and
+        the outputs when no model call is needed, else None)."""
         key, signature_def = self._signature(servable, signature_name)
         self._check_names(signature_def, inputs, output_filter)
-        return key, signature_def, self._check_tensors(servable, key, inputs)
+        tensors = self._check_tensors(servable, key, inputs)
+        start = time.perf_counter()
+        return start, key, tensors, _empty_outputs(signature_def, tensors)
 
     def _answer(self, servable, start, outputs, output_filter):
         if self.metrics:
@@ -326,7 +323,7 @@ class Predictor:
             raise _model_error(error) from None
 
     def _batch(self, servable, key, tensors):
-        """(batch key, model call, rows) for the batch scheduler."""
+        """(batch key, model call, arrays, rows) for the batch scheduler."""
         sizes = set()
         for array in tensors.values():
             if array.ndim == 0:
@@ -348,7 +345,7 @@ class Predictor:
         def run(merged):
             return self._run(servable, key, merged)  # reported to every caller
 
-        return batch_key, run, sizes.pop()
+        return batch_key, run, tensors, sizes.pop()
 
     def check_classify_regress(self, servable, signature_name, method):
         """TF Serving's signature check for `:classify` / `:regress`."""
