@@ -12,7 +12,8 @@ the request's stages run one after another as the server runs them (decode
 the JSON, of which the numeric fast path and simdjson inside it; check and
 run the model; encode the answer), the parts of the model call (making the
 input tensors with `tensor_maker` and with `tf.constant`; the signature's
-public call and the direct call `LoadedModel.run` keeps, on ready tensors),
+public call and the direct call `LoadedModel.run` keeps, on ready tensors;
+the direct call with each executor, 1 ms apart as between requests),
 then the functions that took the most time under cProfile (`PROFILE_SORT`,
 `PROFILE_LINES`). What is left of the
 served latency beyond the request function is the HTTP front and the client.
@@ -25,6 +26,7 @@ import json
 import os
 import pstats
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -37,8 +39,6 @@ import harness  # noqa: E402
 def _stages(server, name, body, calls):
     """Median ms of each stage of `calls` requests, run as the server runs
     them, with the numeric fast path and simdjson inside it timed too."""
-    import time
-
     from keras_mtl.serving import json_numeric, json_predict
     from keras_mtl.serving.gc_pause import paused_gc
     from keras_mtl.serving.registry import ModelSpec
@@ -115,6 +115,23 @@ def _model_call(loaded, columns, calls):
     print("the model call, median of each part:")
     for label, function in parts.items():
         print(f"  {label}: {_median_ms(function, calls):.3f} ms")
+    # Between requests a server waits; TensorFlow's default executor hands
+    # kernels to inter-op threads that have gone to sleep meanwhile.
+    from keras_mtl.compat.tf_function import SINGLE_THREADED_EXECUTOR, direct_call
+
+    print("the direct call, 1 ms apart (time.sleep), median:")
+    for label, executor in (
+        ("default executor", ""),
+        ("single-threaded executor", SINGLE_THREADED_EXECUTOR),
+    ):
+        call = direct_call(loaded.signature, executor)
+        times = []
+        for _ in range(calls):
+            time.sleep(0.001)
+            start = time.perf_counter()
+            call(tensors)
+            times.append(time.perf_counter() - start)
+        print(f"  {label}: {1000 * float(np.median(times)):.3f} ms")
 
 
 CASES = (("adult", 1), ("shapes", 64))

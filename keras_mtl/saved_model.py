@@ -204,10 +204,10 @@ class LoadedModel:
         (`compat.tf_function.direct_call`), first with TensorFlow's
         single-threaded executor, then with the default one, and keeps the
         first that answers the same, or the public call. The direct call
-        skips ~0.3 ms of Python per call; the single-threaded executor runs
+        skips the public call's Python; the single-threaded executor runs
         the kernels on this thread, where the default one hands them to
         thread pools whose threads have gone to sleep between requests
-        (0.22 against 0.42 ms for the adult model at batch 1, 1 ms apart;
+        (adult model, batch 1, calls 1 ms apart: 0.27 against 0.50 ms;
         `benchmarks/serving_profile.py`). Returns output name -> numpy array.
         """
         specs = self.signature_inputs[signature_name]

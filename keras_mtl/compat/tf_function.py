@@ -21,8 +21,8 @@ def direct_call(function, executor_type=""):
 
     A loaded signature's public call binds and casts its keyword arguments,
     resolves its captured variables and tables, and packs its outputs on
-    every call: 0.3 ms of a 0.5 ms batch-1 call of the adult model, which
-    runs its graph in about 0.2 ms. The server has already checked and
+    every call (adult model, batch 1: 0.58 ms against 0.25 ms for this call;
+    `benchmarks/serving_profile.py`). The server has already checked and
     converted the inputs, so this runs the signature's function by name with
     the inputs in placeholder order and the captures resolved once, as
     `ConcreteFunction._call_flat` does underneath.

@@ -269,10 +269,11 @@ def make_grpc_server(
     Without batching it is grpcio's synchronous server with `max_threads`
     workers. With batching (`predictor.scheduler`) it is a `grpc.aio` server
     on an event loop thread (`AioServer`), whose `Predict` awaits its batch
-    (`BatchingPredictionService`): with 16 clients of the adult model the
-    synchronous server's threads, each waiting for its batch and handing
-    the GIL around, formed batches of 3 and served 1.2k requests/s. Either
-    has `stop(grace)`, returning an event set once stopped.
+    (`BatchingPredictionService`): on the synchronous server each waiting
+    call held a thread, and with 16 clients of the adult model batching
+    gained 1.24x over the unbatched server where the aio one gains 1.59x
+    (`benchmarks/bench_serving.py`, docs/serving.md). Either has
+    `stop(grace)`, returning an event set once stopped.
     """
     services = [
         (
