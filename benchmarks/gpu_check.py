@@ -23,6 +23,12 @@ status is 1 when the replica-invariance check fails.
 The backbone's batch norms run in inference mode (pretrained-weights mode,
 `keras_mtl.models.backbones`): per-replica batch statistics would make the
 losses depend on the replica count by design.
+
+Then it exports the N-replica model as a SavedModel and calls it as
+`keras-mtl serve` does (`LoadedModel.run`), and reports the executor `run`
+keeps (TensorFlow's single-threaded one cannot run a graph whose ops are
+split across devices, and then the default one is kept), that its outputs
+equal the signature's public call, and the median time of each call.
 """
 
 import argparse
@@ -244,7 +250,43 @@ def run_replicas(config, sizes, strategy, dataset, initial_weights, evaluation):
         "train_losses": {n: history.history[f"{n}_loss"] for n in names},
         "eval_losses": {n: float(evaluated[f"{n}_loss"]) for n in names},
     }
-    return result, weights
+    return result, weights, model
+
+
+def check_serving(model, evaluation, scratch, calls=20):
+    """Exports `model`, calls it as the server does and as the public
+    signature call does; returns what `LoadedModel.run` chose and how long
+    each call takes (median ms, one evaluation batch)."""
+    import numpy as np
+
+    from keras_mtl.export import export_saved_model
+    from keras_mtl.saved_model import LoadedModel
+
+    loaded = LoadedModel(export_saved_model(model, scratch, "gpu_check"))
+    images = next(iter(evaluation))[0]["image"].numpy()
+    expected = loaded.predict({"image": images})
+    loaded.run({"image": images})  # the public call, then the direct one's check
+    outputs = loaded.run({"image": images})
+    difference = max(
+        float(np.max(np.abs(outputs[name] - expected[name]))) for name in expected
+    )
+    times = {}
+    for label, call in (
+        ("run", lambda: loaded.run({"image": images})),
+        ("public_call", lambda: loaded.predict({"image": images})),
+    ):
+        seconds = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            seconds.append(time.perf_counter() - start)
+        times[f"{label}_ms"] = round(1000 * float(np.median(seconds)), 3)
+    return {
+        "executor": loaded.executor["serving_default"],
+        "max_abs_difference_from_public_call": difference,
+        "batch": int(images.shape[0]),
+        **times,
+    }
 
 
 def compare(one, many, tolerance):
@@ -265,6 +307,7 @@ def summary_record(report):
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import harness
 
+    serving = report["serving"]
     rows = [
         [
             run["replicas"],
@@ -286,6 +329,11 @@ def summary_record(report):
         + f"\n\nScaling ratio (N / 1): {report['scaling_ratio']}. Largest "
         f"relative per-task loss difference 1 vs N: {differences} (tolerance "
         f"{report['tolerance']}): {'PASS' if report['passed'] else 'FAIL'}."
+        f"\n\nServed (`LoadedModel.run`, batch {serving['batch']}): "
+        f"{serving['executor']} executor, {serving['run_ms']} ms against "
+        f"{serving['public_call_ms']} ms for the public call; largest difference "
+        f"from the public call's outputs "
+        f"{serving['max_abs_difference_from_public_call']:.1e}."
     )
     return {
         "name": "gpu",
@@ -334,11 +382,12 @@ def main(argv=None):
         runs, initial = [], None
         for count in sorted({1, replicas}):
             strategy = make_strategy(kind, devices, count, logical_split)
-            result, weights = run_replicas(
+            result, weights, model = run_replicas(
                 config, sizes, strategy, dataset, initial, evaluation
             )
             initial = initial or weights
             runs.append(result)
+        serving = check_serving(model, evaluation, scratch)
     one, many = runs[0], runs[-1]
     differences, passed = compare(one, many, tolerance)
     report = {
@@ -363,6 +412,7 @@ def main(argv=None):
         "scaling_ratio": round(many["images_per_second"] / one["images_per_second"], 3),
         "loss_relative_differences": differences,
         "tolerance": tolerance,
+        "serving": serving,
         "seconds": round(time.perf_counter() - started, 1),
     }
     report = summary_record(report)

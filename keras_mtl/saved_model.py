@@ -35,6 +35,7 @@ class _QuietSanitizing(logging.Filter):
 
 
 logging.getLogger("absl").addFilter(_QuietSanitizing())
+logger = logging.getLogger("keras_mtl.serving")
 
 
 def metadata_path(version_dir):
@@ -222,8 +223,15 @@ class LoadedModel:
             function = self.signatures[signature_name]
             outputs = function(**tensors)
             if direct is None:
-                self._direct_calls[signature_name] = _checked_direct_call(
-                    function, tensors, outputs
+                direct = _checked_direct_call(function, tensors, outputs)
+                self._direct_calls[signature_name] = direct
+                logger.info(
+                    "%s: signature %r runs %s",
+                    self.path,
+                    signature_name,
+                    f"as one op on TensorFlow's {direct.executor} executor"
+                    if direct
+                    else "through its public call",
                 )
         return {name: value.numpy() for name, value in outputs.items()}
 

@@ -23,6 +23,11 @@ def test_gpu_check_quick_compares_1_and_2_replicas(tmp_path):
     assert set(report["loss_relative_differences"]) == {"coarse", "fine"}
     assert max(report["loss_relative_differences"].values()) < 1e-4
     assert report["images_per_second"]["2"] > 0 and report["scaling_ratio"] > 0
+    # the trained model, exported and called as keras-mtl serve calls it
+    serving = report["serving"]
+    assert serving["executor"] == "single-threaded"
+    assert serving["max_abs_difference_from_public_call"] == 0.0
+    assert serving["run_ms"] > 0 and serving["public_call_ms"] > 0
 
 
 def test_replica_invariance_check_can_fail():

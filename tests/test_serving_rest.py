@@ -2,6 +2,7 @@
 
 import base64
 import json
+import logging
 import socket
 import time
 
@@ -541,12 +542,19 @@ def test_connections_are_bounded_and_idle_ones_time_out():
         server.server_close()
 
 
-def test_run_calls_the_signature_directly_and_equals_predict(models, monkeypatch):
+def test_run_calls_the_signature_directly_and_equals_predict(
+    models, monkeypatch, caplog
+):
     model = LoadedModel(models["tabular"])
     arrays = helpers.columns(helpers.tabular_rows(5), model.input_specs)
     expected = model.predict(arrays)
-    first = model.run(arrays)  # the public call, which then checks the direct one
+    with caplog.at_level(logging.INFO, logger="keras_mtl.serving"):
+        first = model.run(arrays)  # the public call, which then checks the direct one
     assert model.executor == {"serving_default": "single-threaded"}
+    assert (
+        "signature 'serving_default' runs as one op on TensorFlow's "
+        "single-threaded executor" in caplog.text
+    )
     second = model.run(arrays)  # the direct call
     # Inputs swapped by name: the direct call must feed by name, not by position.
     swapped = {
