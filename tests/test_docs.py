@@ -114,6 +114,54 @@ def test_every_relative_link_resolves(path):
     assert not problems, "\n".join(problems)
 
 
+_FENCE_LINE = re.compile(r"^\s*(```|~~~)(.*)$")
+
+
+def fence_problems(text):
+    """Code fences that do not close where they look as if they close: a
+    fence line with an info string (```python) inside an open block is
+    shown as text of that block, and a block left open swallows the rest."""
+    problems, opened = [], None
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _FENCE_LINE.match(line)
+        if not match:
+            continue
+        info = match.group(2).strip().strip("`~")
+        if opened is None:
+            opened = number
+        elif info:
+            problems.append(
+                f"line {number}: {line.strip()!r} inside the block opened at line "
+                f"{opened} (a closing fence has no info string)"
+            )
+        else:
+            opened = None
+    if opened is not None:
+        problems.append(f"the block opened at line {opened} is never closed")
+    return problems
+
+
+@pytest.mark.parametrize(
+    "path", markdown_files(), ids=lambda path: str(path.relative_to(REPO))
+)
+def test_code_blocks_close_where_they_look_closed(path):
+    problems = fence_problems(path.read_text())
+    assert not problems, f"{path.name}: " + "; ".join(problems)
+
+
+def test_the_fence_check_finds_stray_fences():
+    good = "text\n```python\nx = 1\n```\n\n```\nplain\n```\n"
+    assert fence_problems(good) == []
+    stray = "```python\n\n```python\nx = 1\n```\n"
+    assert fence_problems(stray) == [
+        "line 3: '```python' inside the block opened at line 1 (a closing fence "
+        "has no info string)"
+    ]
+    assert fence_problems("```sh\nls\n") == [
+        "the block opened at line 1 is never closed"
+    ]
+
+
 def test_the_docs_have_pages():
     pages = {path.name for path in REPO.glob("docs/*.md")}
     assert "README.md" in pages and len(pages) > 1
