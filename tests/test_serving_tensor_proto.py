@@ -49,6 +49,25 @@ def test_a_value_repeated_to_fill_the_shape_is_left_to_tensorflow():
         to_ndarray(proto)
 
 
+def test_a_negative_dimension_is_a_parsing_error_before_decoding():
+    from keras_mtl.serving.status import Code, ServingError
+    from keras_mtl.serving.tensor_size import decoded_size
+
+    proto = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum)
+    for size in (2, -1):
+        proto.tensor_shape.dim.add().size = size
+    proto.float_val.extend([1.0, 2.0])
+    with pytest.raises(ServingError) as caught:
+        decoded_size("x", proto)
+    assert caught.value.code == Code.INVALID_ARGUMENT
+    assert caught.value.message == "tensor parsing error: x"
+    with pytest.raises(Exception):  # noqa: B017 - left to TensorFlow, which refuses it
+        to_ndarray(proto)
+    scalar = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum)
+    scalar.float_val.append(2.5)  # no dims: a scalar, 4 bytes
+    assert decoded_size("s", scalar) == 4 and to_ndarray(scalar) == 2.5
+
+
 def test_paused_gc_nests_across_threads_and_restores_the_collector():
     assert gc.isenabled()
     with paused_gc(10):  # small bodies: nothing changes

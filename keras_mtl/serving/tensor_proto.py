@@ -52,7 +52,7 @@ def to_ndarray(tensor):
         return tf.make_ndarray(tensor)
     dims = [dim.size for dim in tensor.tensor_shape.dim]
     count = math.prod(dims)
-    if count < 0 or any(d < 0 for d in dims):
+    if count < 0 or (dims and min(dims) < 0):
         return tf.make_ndarray(tensor)
     dtype = _NUMERIC.get(tensor.dtype)
     if dtype is not None:

@@ -40,7 +40,7 @@ def decoded_size(alias, tensor):
         size = _ITEM_BYTES[tensor.dtype] = (
             _POINTER_BYTES if dtype == tf.string else dtype.size
         )
-    if any(d < 0 for d in dims):
+    if dims and min(dims) < 0:
         raise invalid_argument(f"tensor parsing error: {alias}")
     elements = math.prod(dims)
     if tensor.dtype == _STRING:
