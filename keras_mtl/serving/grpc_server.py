@@ -90,27 +90,28 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         )
 
     def _predict(self, request, context):
-        with self._decoded(request, context) as (spec, servable, inputs, deadline):
-            outputs = self.predictor.predict(
-                servable,
-                spec.signature_name,
-                inputs,
-                list(request.output_filter),
-                deadline,
-            )
+        with self._decoded(request, context) as (spec, servable, arguments):
+            outputs = self.predictor.predict(*arguments)
             return _predict_response(spec, servable, outputs)
 
     @contextlib.contextmanager
     def _decoded(self, request, context):
-        """(spec, servable, input name -> array, deadline) of a Predict
-        request, its decoded size held in the budget until the block ends."""
+        """(spec, servable, the arguments of `Predictor.predict`) of a
+        Predict request, its decoded size held in the budget until the block
+        ends."""
         spec = spec_from_proto(request.model_spec)
         servable = self.predictor.servable(spec)
         size = check_decoded_size(request.inputs, self.max_tensor_bytes)
         if self.budget is not None:
             self.budget.reserve_or_raise(size)
         try:
-            yield (spec, servable, *self._inputs(request, context))
+            inputs, deadline = self._inputs(request, context)
+            filter_ = list(request.output_filter)
+            yield (
+                spec,
+                servable,
+                (servable, spec.signature_name, inputs, filter_, deadline),
+            )
         finally:
             if self.budget is not None:
                 self.budget.release(size)
@@ -200,14 +201,8 @@ class BatchingPredictionService(PredictionService):
         await context.abort(grpc.StatusCode[error.code.name], error.message)
 
     async def _predict_async(self, request, context):
-        with self._decoded(request, context) as (spec, servable, inputs, deadline):
-            outputs = await self.predictor.predict_async(
-                servable,
-                spec.signature_name,
-                inputs,
-                list(request.output_filter),
-                deadline,
-            )
+        with self._decoded(request, context) as (spec, servable, arguments):
+            outputs = await self.predictor.predict_async(*arguments)
             return _predict_response(spec, servable, outputs)
 
 
