@@ -8,9 +8,20 @@ import subprocess
 
 import grpc
 import pytest
-from tensorflow_serving.apis import get_model_status_pb2, model_service_pb2_grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 
-from keras_mtl.serving import ModelServer, ServedModelConfig
+from keras_mtl.serving import (
+    BatchingParameters,
+    ModelServer,
+    ModelSpec,
+    ServedModelConfig,
+)
 from keras_mtl.serving.model_config import read_ssl_config_file
 from keras_mtl.serving.tls import SSLConfig
 
@@ -39,13 +50,14 @@ def tabular(tmp_path_factory):
     return helpers.export_tabular(tmp_path_factory.mktemp("saved_models"))
 
 
-def start(tabular, ssl_config):
+def start(tabular, ssl_config, batching=None):
     return ModelServer(
         [ServedModelConfig("tabular", str(tabular.parent))],
         rest_api_port=helpers.free_port(),
         grpc_port=helpers.free_port(),
         poll_wait_seconds=0,
         ssl_config=ssl_config,
+        batching=batching,
     )
 
 
@@ -77,9 +89,14 @@ def client_context(cert, key_file=None, cert_file=None):
     return context
 
 
-def test_both_ports_serve_tls(tabular, certificate):
+@pytest.mark.parametrize(
+    "batching",
+    [None, BatchingParameters(max_batch_size=8, num_batch_threads=1)],
+    ids=["synchronous gRPC", "batched, grpc.aio"],
+)
+def test_both_ports_serve_tls(tabular, certificate, batching):
     key, cert = certificate
-    with start(tabular, SSLConfig(key, cert)) as server:
+    with start(tabular, SSLConfig(key, cert), batching) as server:
         assert server.rest_url.startswith("https://")
         status, answer = rest_status(server, client_context(cert))
         assert status == 200
@@ -88,6 +105,17 @@ def test_both_ports_serve_tls(tabular, certificate):
             assert rest_status(server, client_context(cert))[0] == 200
         response = grpc_status(server, grpc.ssl_channel_credentials(cert.encode()))
         assert response.model_version_status[0].version == 1
+        specs = server.registry.resolve(ModelSpec("tabular")).model.input_specs
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = "tabular"
+        for name, value in helpers.columns(helpers.tabular_rows(2), specs).items():
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(value))
+        options = [("grpc.ssl_target_name_override", "localhost")]
+        credentials = grpc.ssl_channel_credentials(cert.encode())
+        with grpc.secure_channel(server.grpc_target, credentials, options) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            answer = stub.Predict(request, timeout=10)
+        assert list(answer.outputs["income"].tensor_shape.dim)[0].size == 2
         with pytest.raises(grpc.RpcError) as caught:  # plaintext is refused
             with grpc.insecure_channel(server.grpc_target) as channel:
                 request = get_model_status_pb2.GetModelStatusRequest()
