@@ -572,38 +572,35 @@ def test_run_calls_the_signature_directly_and_equals_predict(
         )
     assert not np.allclose(swapped_expected["income"], expected["income"])
 
-    # An executor that cannot run the graph: the default one is kept.
     real = saved_model._direct_call
 
+    def executor_with(direct_call):
+        """The executor `run` keeps when the direct call is `direct_call`;
+        the answers stay the public call's whichever it is."""
+        monkeypatch.setattr(saved_model, "_direct_call", direct_call)
+        fallback = LoadedModel(models["tabular"])
+        for _ in range(2):
+            outputs = fallback.run(arrays)
+            np.testing.assert_allclose(outputs["income"], expected["income"], rtol=1e-6)
+        return fallback.executor
+
+    # An executor that cannot run the graph: the default one is kept.
     def no_single_thread(function, executor_type=""):
         if executor_type == saved_model.SINGLE_THREADED_EXECUTOR:
             raise RuntimeError("Single-threaded executor does not support ...")
         return real(function, executor_type)
 
-    monkeypatch.setattr(saved_model, "_direct_call", no_single_thread)
-    default = LoadedModel(models["tabular"])
-    for _ in range(2):
-        outputs = default.run(arrays)
-        np.testing.assert_allclose(outputs["income"], expected["income"], rtol=1e-6)
-    assert default.executor == {"serving_default": "default"}
+    assert executor_with(no_single_thread) == {"serving_default": "default"}
 
     # A direct call that answers differently is not kept either.
     def wrong(function, executor_type=""):
         call = real(function, executor_type)
         return lambda tensors: {k: v * 2.0 for k, v in call(tensors).items()}
 
-    monkeypatch.setattr(saved_model, "_direct_call", wrong)
-    differs = LoadedModel(models["tabular"])
-    differs.run(arrays)
-    assert differs.executor == {"serving_default": "public"}
+    assert executor_with(wrong) == {"serving_default": "public"}
 
     # Where TensorFlow's private API is gone, run keeps the public call.
     def gone(function, executor_type=""):
         raise AttributeError("_inference_function")
 
-    monkeypatch.setattr(saved_model, "_direct_call", gone)
-    fallback = LoadedModel(models["tabular"])
-    for _ in range(2):
-        outputs = fallback.run(arrays)
-        np.testing.assert_allclose(outputs["income"], expected["income"], rtol=1e-6)
-    assert fallback.executor == {"serving_default": "public"}
+    assert executor_with(gone) == {"serving_default": "public"}
