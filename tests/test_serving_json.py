@@ -283,9 +283,12 @@ def test_short_lists_are_converted_as_numpy_converts_long_ones(dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_short_and_long_outputs_are_written_alike(dtype):
+@pytest.mark.parametrize("digits", ["most need all", "few need all"])
+def test_short_and_long_outputs_are_written_alike(dtype, digits):
     """Outputs of at most `SMALL` values are written in Python, longer ones
-    with numpy: the same values must give the same text."""
+    with numpy: the same values must give the same text. Long outputs write
+    all digits one value at a time when few values need them, all at once
+    when many do: both ways are checked."""
     from keras_mtl.serving import json_tensor
 
     rng = np.random.default_rng(0)
@@ -293,7 +296,11 @@ def test_short_and_long_outputs_are_written_alike(dtype):
         0.0, -0.0, 0.5, 0.1, 1.0, 9e6, 999999.0, 555557.5, 3e-5, 1e-45,
         np.nan, np.inf, -np.inf, float(np.finfo(dtype).max), 16777217.0, 1e20,
     ]  # fmt: skip
-    values += (rng.standard_normal(200) * 10.0 ** rng.integers(-8, 9, 200)).tolist()
+    if digits == "most need all":
+        scales = 10.0 ** rng.integers(-8, 9, 200)
+        values += (rng.standard_normal(200) * scales).tolist()
+    else:  # quarters and whole numbers: six digits write them exactly
+        values += (rng.integers(-4000, 4000, 200) / 4).tolist()
     array = np.array(values, dtype)
     long = json_tensor.json_tokens(array, False)
     short = []

@@ -312,15 +312,33 @@ def _float_tokens(array):
     if len(values) <= SMALL:
         single = array.dtype == np.float32
         return [_float_token(value, single, precise) for value in values]
-    tokens = [f"{v:g}" for v in values]
-    if flat.size:
-        parsed = np.array(tokens, dtype=np.float64).astype(flat.dtype, copy=False)
-        for index in np.flatnonzero((parsed != flat) | ~np.isfinite(flat)):
+    tokens = _formatted("%g", values)
+    parsed = np.array(tokens, dtype=np.float64).astype(flat.dtype, copy=False)
+    finite = np.isfinite(flat)
+    redo = (parsed != flat) & finite
+    misses = int(np.count_nonzero(redo))
+    if misses > len(values) // 4:  # (most probabilities need all their digits)
+        exact = _formatted(precise, values)
+        pairs = zip(tokens, exact, redo.tolist(), strict=True)
+        tokens = [e if r else t for t, e, r in pairs]
+    elif misses:
+        for index in np.flatnonzero(redo).tolist():
+            tokens[index] = precise % values[index]
+    if not finite.all():
+        for index in np.flatnonzero(~finite).tolist():
             tokens[index] = _exact_token(values[index], precise)
-    for index, token in enumerate(tokens):
-        if "." not in token and "e" not in token and token[-1].isdigit():
+    # A token that reads back as a value that is not an integer has a "." or
+    # an exponent already: only whole values may need ".0".
+    for index in np.flatnonzero(finite & (flat == np.trunc(flat))).tolist():
+        token = tokens[index]
+        if "." not in token and "e" not in token:
             tokens[index] = token + ".0"
     return tokens
+
+
+def _formatted(spec, values):
+    """`spec % value` for each of `values` (floats), in one formatting call."""
+    return ("\n".join([spec] * len(values)) % tuple(values)).split("\n")
 
 
 def _exact_token(value, precise):
