@@ -217,3 +217,30 @@ def test_parsers_kept_between_requests_are_few_and_only_small_ones(monkeypatch):
     for result in results:
         np.testing.assert_array_equal(result["inputs"], IMAGES)
     assert 1 <= len(json_numeric._kept) <= json_numeric.KEPT_PARSERS
+
+
+def test_shapes_of_small_skeletons_are_remembered(monkeypatch):
+    """Equal skeletons (64 images written alike) are checked once; large
+    ones are not kept, and a remembered shape never answers for another."""
+    monkeypatch.setattr(json_numeric, "CACHED_SKELETON_BYTES", 64)
+    json_numeric._known_shape.cache_clear()
+    body = json.dumps({"instances": [{"x": image.tolist()} for image in IMAGES]})
+    document = json_numeric.parse_with_arrays(body.encode())
+    assert [row["x"].shape for row in document["instances"]] == [(3, 4, 2)] * 2
+    info = json_numeric._known_shape.cache_info()
+    assert (info.misses, info.hits, info.currsize) == (1, 1, 1)
+    # the same brackets with other numbers: the shape comes from memory
+    again = json_numeric.parse_with_arrays(body.replace("0.25", "7").encode())
+    assert json_numeric._known_shape.cache_info().hits == 3
+    assert again["instances"][0]["x"][0, 0, 1] == 7
+    # another shape is checked, and a ragged array still is not one
+    other = json_numeric.parse_with_arrays(b'{"inputs": [[1, 2], [3, 4]]}' + b" " * 40)
+    assert other["inputs"].shape == (2, 2)
+    ragged = b'{"inputs": [[1, 2], [3], [4, 5, 6]]}' + b" " * 40
+    assert json_numeric.parse_with_arrays(ragged) is None
+    assert json_numeric._known_shape.cache_info().currsize == 3
+    # a skeleton over the limit (3x4x2: 55 bytes) is checked every time
+    monkeypatch.setattr(json_numeric, "CACHED_SKELETON_BYTES", 54)
+    json_numeric._known_shape.cache_clear()
+    json_numeric.parse_with_arrays(body.encode())
+    assert json_numeric._known_shape.cache_info().currsize == 0

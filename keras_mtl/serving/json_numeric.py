@@ -43,6 +43,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 MIN_BODY_BYTES = 64 << 10  # smaller bodies parse fast enough as they are
 MIN_ARRAY_BYTES = 4 << 10  # shorter stretches are left to the JSON parser
 MAX_RANK = 33  # json_tensor.MAX_RANK levels below the instances list
+# Skeletons up to this size have their shapes remembered (32 of them at most)
+CACHED_SKELETON_BYTES = 64 << 10
 
 _WHITESPACE = b" \t\n\r"
 _NUMBER = b"0123456789.eE+-"
@@ -82,7 +84,8 @@ def _shape(skeleton):
                 return None
         shape.insert(0, count)
         element = length
-    return shape if _written(tuple(shape)) == skeleton else None
+    shape = tuple(shape)
+    return shape if _written(shape) == skeleton else None
 
 
 @functools.lru_cache(maxsize=32)
@@ -102,7 +105,17 @@ def _array_shape(text):
     # "[]" in the skeleton is a list of one number, or an empty one; simdjson
     # then refuses what is not JSON ("[]2"), and an empty list leaves fewer
     # numbers than the shape holds, which `_arrays` refuses
-    return _shape(text.translate(None, _NUMBER + _WHITESPACE))
+    skeleton = text.translate(None, _NUMBER + _WHITESPACE)
+    if len(skeleton) <= CACHED_SKELETON_BYTES:
+        return _known_shape(skeleton)
+    return _shape(skeleton)
+
+
+@functools.lru_cache(maxsize=32)
+def _known_shape(skeleton):
+    """`_shape`, remembered: the arrays of a body, and of one request after
+    another, are mostly written alike (64 images: 64 equal skeletons)."""
+    return _shape(skeleton)
 
 
 def _flat(text, floats):
