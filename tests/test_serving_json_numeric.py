@@ -229,8 +229,10 @@ def test_shapes_of_small_skeletons_are_remembered(monkeypatch):
     assert [row["x"].shape for row in document["instances"]] == [(3, 4, 2)] * 2
     info = json_numeric._known_shape.cache_info()
     assert (info.misses, info.hits, info.currsize) == (1, 1, 1)
-    # the same brackets with other numbers: the shape comes from memory
-    again = json_numeric.parse_with_arrays(body.replace("0.25", "7").encode())
+    # the same brackets with other numbers, in a bytearray as the REST front
+    # hands bodies over: the shape comes from memory
+    again = body.replace("0.25", "7").encode()
+    again = json_numeric.parse_with_arrays(bytearray(again))
     assert json_numeric._known_shape.cache_info().hits == 3
     assert again["instances"][0]["x"][0, 0, 1] == 7
     # another shape is checked, and a ragged array still is not one

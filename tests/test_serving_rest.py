@@ -47,6 +47,44 @@ def client(server):
         yield client
 
 
+def test_large_numeric_bodies_take_the_fast_path_and_answer_alike(
+    client, models, monkeypatch
+):
+    """A body of at least `MIN_BODY_BYTES` whose arrays are long goes through
+    the numeric fast path over HTTP (the REST front hands over a bytearray),
+    and is answered byte for byte as without it."""
+    from keras_mtl.serving import json_numeric, json_predict
+
+    images = helpers.image_batch(48)
+    answers, found = {}, []
+    original = json_predict.parse_with_arrays
+    for layout in ("instances", "inputs"):
+        if layout == "instances":  # one array per image: each a long stretch
+            monkeypatch.setattr(json_numeric, "MIN_ARRAY_BYTES", 1 << 10)
+            body = {"instances": [{"image": x.tolist()} for x in images]}
+        else:
+            body = {"inputs": images.tolist()}
+        body = json.dumps(body).encode()
+        assert len(body) >= json_numeric.MIN_BODY_BYTES
+        for fast in (True, False):
+            monkeypatch.setattr(
+                json_predict,
+                "parse_with_arrays",
+                (lambda raw: found.append(original(raw)) or found[-1])
+                if fast
+                else (lambda raw: None),
+            )
+            status, answer = client.request("POST", "/v1/models/image:predict", body)
+            assert status == 200, answer[:300]
+            answers[layout, fast] = answer
+    assert len(found) == 2 and all(document is not None for document in found)
+    assert answers["instances", True] == answers["instances", False]
+    assert answers["inputs", True] == answers["inputs", False]
+    expected = LoadedModel(models["image"]).predict({"image": images})
+    for name, values in json.loads(answers["inputs", True])["outputs"].items():
+        np.testing.assert_array_equal(np.array(values, np.float32), expected[name])
+
+
 def test_model_status_as_tf_serving_prints_it(client):
     expected = {
         "model_version_status": [

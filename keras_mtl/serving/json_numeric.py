@@ -107,7 +107,7 @@ def _array_shape(text):
     # numbers than the shape holds, which `_arrays` refuses
     skeleton = text.translate(None, _NUMBER + _WHITESPACE)
     if len(skeleton) <= CACHED_SKELETON_BYTES:
-        return _known_shape(skeleton)
+        return _known_shape(bytes(skeleton))  # (a bytearray body's is one too)
     return _shape(skeleton)
 
 
