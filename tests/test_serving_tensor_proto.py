@@ -37,6 +37,39 @@ def test_both_directions_agree_with_tensorflow(dtype):
             np.testing.assert_array_equal(decoded, expected)
 
 
+@pytest.mark.parametrize(
+    "dtype, field, values",
+    [
+        (tf.float32, "float_val", [0.1, -2.5, 1e39, float("nan"), 3.0, 1e-45]),
+        (tf.float64, "double_val", [0.1, -2.5, 1e300, float("nan"), 3.0, 5e-324]),
+        (tf.int32, "int_val", [0, -1, 2**31 - 1, -(2**31), 7, 300]),
+        (tf.int64, "int64_val", [0, -1, 2**63 - 1, -(2**63), 7, 300]),
+        # values past a narrow type wrap, as TF Serving's C++ cast wraps them
+        # (tf.make_ndarray refuses them)
+        (tf.int8, "int_val", [0, -1, 127, -128, 300, -300]),
+        (tf.uint8, "int_val", [0, 255, 256, -1, 7, 300]),
+        (tf.int16, "int_val", [0, -1, 40000, -40000, 7, 300]),
+        (tf.uint16, "int_val", [0, 65535, 65536, -1, 7, 300]),
+    ],
+)
+def test_value_fields_decode_as_tensorflow_does(dtype, field, values):
+    """All of a tensor's values in its `*_val` field (as clients that do not
+    use make_tensor_proto write them), per dtype."""
+    proto = tensor_pb2.TensorProto(dtype=dtype.as_datatype_enum)
+    for size in (2, 3):
+        proto.tensor_shape.dim.add().size = size
+    getattr(proto, field).extend(values)
+    decoded = to_ndarray(proto)
+    if dtype.size >= 4:
+        expected = tf.make_ndarray(proto)
+    else:
+        expected = np.array(values, np.int64).astype(dtype.as_numpy_dtype)
+        assert expected.tolist() != values  # some wrapped
+    assert decoded.dtype == expected.dtype and decoded.shape == (2, 3)
+    np.testing.assert_array_equal(decoded, expected.reshape(2, 3))
+    np.testing.assert_array_equal(to_ndarray(proto, [2, 3]), decoded)
+
+
 def test_a_value_repeated_to_fill_the_shape_is_left_to_tensorflow():
     proto = tensor_pb2.TensorProto(dtype=tf.float32.as_datatype_enum)
     for size in (2, 3):

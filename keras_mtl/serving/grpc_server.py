@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
 
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
-from keras_mtl.serving.tensor_proto import fill_tensor_proto, to_ndarray
+from keras_mtl.serving.tensor_proto import fill_tensor_proto, tensor_dims, to_ndarray
 from keras_mtl.serving.tensor_size import check_decoded_size
 
 SIGNATURE_DEF_FIELD = "signature_def"
@@ -101,11 +101,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         ends."""
         spec = spec_from_proto(request.model_spec)
         servable = self.predictor.servable(spec)
-        size = check_decoded_size(request.inputs, self.max_tensor_bytes)
+        dims = {alias: tensor_dims(tensor) for alias, tensor in request.inputs.items()}
+        size = check_decoded_size(request.inputs, self.max_tensor_bytes, dims)
         if self.budget is not None:
             self.budget.reserve_or_raise(size)
         try:
-            inputs, deadline = self._inputs(request, context)
+            inputs, deadline = self._inputs(request, context, dims)
             filter_ = list(request.output_filter)
             yield (
                 spec,
@@ -117,12 +118,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 self.budget.release(size)
 
     @staticmethod
-    def _inputs(request, context):
-        """(input name -> array, deadline as a `time.monotonic()` time or None)."""
+    def _inputs(request, context, dims):
+        """(input name -> array, deadline as a `time.monotonic()` time or None);
+        `dims`: input name -> its shape's sizes."""
         inputs = {}
         for alias, tensor in request.inputs.items():
             try:
-                inputs[alias] = to_ndarray(tensor)
+                inputs[alias] = to_ndarray(tensor, dims[alias])
             except Exception:  # a TensorProto that does not parse
                 raise invalid_argument(f"tensor parsing error: {alias}") from None
         remaining = context.time_remaining()

@@ -42,15 +42,21 @@ _VALUE_FIELDS = {
 _STRING = tf.string.as_datatype_enum
 
 
-def to_ndarray(tensor):
+def tensor_dims(tensor):
+    """The dimensions of a TensorProto's shape, as a list of sizes."""
+    return [dim.size for dim in tensor.tensor_shape.dim]
+
+
+def to_ndarray(tensor, dims=None):
     """`tf.make_ndarray(tensor)`. Numeric tensors that carry exactly their
     shape's values (a read-only view of `tensor_content`, or all of their
     `*_val` values) and string tensors that carry all of theirs are read
     directly; the rest (values repeated to fill the shape, other dtypes)
-    by TensorFlow."""
+    by TensorFlow. `dims`: `tensor_dims(tensor)`, when the caller has it."""
     if tensor.tensor_shape.unknown_rank:
         return tf.make_ndarray(tensor)
-    dims = [dim.size for dim in tensor.tensor_shape.dim]
+    if dims is None:
+        dims = tensor_dims(tensor)
     count = math.prod(dims)
     if count < 0 or (dims and min(dims) < 0):
         return tf.make_ndarray(tensor)
@@ -63,11 +69,17 @@ def to_ndarray(tensor):
         else:
             values = getattr(tensor, _VALUE_FIELDS[tensor.dtype])
             if len(values) == count:
+                if dtype.kind == "f":  # (np.array walks a repeated field slowly)
+                    return np.fromiter(values, dtype, count).reshape(dims)
+                # narrow integers wrap as TensorFlow casts them: np.array does
+                # that, np.fromiter refuses them
                 return np.array(values, dtype=dtype).reshape(dims)
-    elif tensor.dtype == _STRING and len(tensor.string_val) == count:
-        array = np.empty(count, dtype=object)
-        array[:] = list(tensor.string_val)
-        return array.reshape(dims)
+    elif tensor.dtype == _STRING:
+        values = tensor.string_val
+        if len(values) == count:
+            array = np.empty(count, dtype=object)
+            array[:] = list(values)
+            return array.reshape(dims)
     return tf.make_ndarray(tensor)
 
 

@@ -25,10 +25,12 @@ def _shape_text(dims):
     return "[" + ",".join(str(d) for d in dims) + "]"
 
 
-def decoded_size(alias, tensor):
+def decoded_size(alias, tensor, dims=None):
     """Bytes that `tf.make_ndarray(tensor)` allocates; INVALID_ARGUMENT (TF
-    Serving's "tensor parsing error") for a shape or dtype that cannot be."""
-    dims = [dim.size for dim in tensor.tensor_shape.dim]
+    Serving's "tensor parsing error") for a shape or dtype that cannot be.
+    `dims`: the shape's sizes, when the caller has read them already."""
+    if dims is None:
+        dims = [dim.size for dim in tensor.tensor_shape.dim]
     size = _ITEM_BYTES.get(tensor.dtype)
     if size is None:
         try:
@@ -48,14 +50,19 @@ def decoded_size(alias, tensor):
     return elements * size
 
 
-def check_decoded_size(inputs, limit):
-    """The decoded size of a request's `inputs` (alias -> TensorProto).
+def check_decoded_size(inputs, limit, dims=None):
+    """The decoded size of a request's `inputs` (alias -> TensorProto);
+    `dims` (alias -> the shape's sizes) when the caller has read them.
 
     Raises:
         ServingError: RESOURCE_EXHAUSTED when it is over `limit` (None: no
             limit), naming the largest input, its shape and dtype.
     """
-    sizes = {alias: decoded_size(alias, tensor) for alias, tensor in inputs.items()}
+    dims = dims or {}
+    sizes = {
+        alias: decoded_size(alias, tensor, dims.get(alias))
+        for alias, tensor in inputs.items()
+    }
     total = sum(sizes.values())
     if limit is not None and total > limit:
         alias = max(sizes, key=sizes.get)
