@@ -15,7 +15,9 @@ process with the serving benchmark's batch-1 request (12 input tensors):
 
 Prints the p50 / p99 of each (interleaved rounds), the model call's median
 inside the handler, and the same call's median in a loop in this process.
-The differences say what each layer adds.
+The differences say what each layer adds. Last, the median time of the
+servicer's decoding of the request's inputs (shapes, size check, arrays),
+in a loop in this process.
 """
 
 import argparse
@@ -33,6 +35,28 @@ import harness  # noqa: E402
 
 NAMES = ("protos only", "+ model call", "keras-mtl servicer")
 SERVICE = "tensorflow.serving.PredictionService"
+
+
+def _decode(request):
+    """What `PredictionService._decoded` does to a request's inputs before
+    the budget and the model: read the shapes, check the decoded size, make
+    the arrays."""
+    from keras_mtl.serving.grpc_server import PredictionService
+    from keras_mtl.serving.tensor_proto import tensor_dims
+    from keras_mtl.serving.tensor_size import check_decoded_size
+
+    dims = {alias: tensor_dims(tensor) for alias, tensor in request.inputs.items()}
+    check_decoded_size(request.inputs, None, dims)
+    return PredictionService._inputs(request, _NO_DEADLINE, dims)
+
+
+class _NoDeadline:
+    @staticmethod
+    def time_remaining():
+        return None
+
+
+_NO_DEADLINE = _NoDeadline()
 
 
 def _rows():
@@ -157,6 +181,12 @@ def main():
             lambda: loaded.run(columns), repeats=args.calls, warmup=20
         )
         print(f"model call in a loop in this process: median {loop:.3f} ms")
+        decode = 1e6 * harness.median_time(
+            lambda: _decode(request), repeats=args.calls * 10, warmup=100
+        )
+        print(
+            f"the servicer's decoding of the request's inputs: median {decode:.1f} us"
+        )
     finally:
         process.terminate()
         process.join()

@@ -121,3 +121,25 @@ def test_paused_gc_nests_across_threads_and_restores_the_collector():
     leave.set()
     thread.join(10)
     assert gc.isenabled()
+
+
+def test_grpc_profile_decodes_as_the_servicer():
+    """benchmarks/grpc_profile.py times the servicer's decoding steps by
+    calling them itself: they must still run and give the request's arrays."""
+    import sys
+
+    from tensorflow_serving.apis import predict_pb2
+
+    from conftest import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import grpc_profile
+
+    request = predict_pb2.PredictRequest()
+    arrays = {"x": np.array([[1.5, 2.5]], np.float32), "s": np.array([b"a"], object)}
+    for name, array in arrays.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(array))
+    decoded, deadline = grpc_profile._decode(request)
+    assert deadline is None and set(decoded) == set(arrays)
+    for name, array in arrays.items():
+        np.testing.assert_array_equal(decoded[name], array)
