@@ -71,8 +71,9 @@ def to_ndarray(tensor, dims=None):
             if len(values) == count:
                 if dtype.kind == "f":  # (np.array walks a repeated field slowly)
                     return np.fromiter(values, dtype, count).reshape(dims)
-                # narrow integers wrap as TensorFlow casts them: np.array does
-                # that, np.fromiter refuses them
+                # narrow integers past their type wrap, as TF Serving's C++
+                # cast wraps them: np.array does that (np.fromiter, and so
+                # tf.make_ndarray, refuse them)
                 return np.array(values, dtype=dtype).reshape(dims)
     elif tensor.dtype == _STRING:
         values = tensor.string_val

@@ -15,6 +15,7 @@ import math
 import tensorflow as tf
 
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
+from keras_mtl.serving.tensor_proto import tensor_dims
 
 _POINTER_BYTES = 8  # an object array holds one reference per string
 _STRING = tf.string.as_datatype_enum
@@ -30,7 +31,7 @@ def decoded_size(alias, tensor, dims=None):
     Serving's "tensor parsing error") for a shape or dtype that cannot be.
     `dims`: the shape's sizes, when the caller has read them already."""
     if dims is None:
-        dims = [dim.size for dim in tensor.tensor_shape.dim]
+        dims = tensor_dims(tensor)
     size = _ITEM_BYTES.get(tensor.dtype)
     if size is None:
         try:
@@ -67,7 +68,7 @@ def check_decoded_size(inputs, limit, dims=None):
     if limit is not None and total > limit:
         alias = max(sizes, key=sizes.get)
         tensor = inputs[alias]
-        dims = [dim.size for dim in tensor.tensor_shape.dim]
+        dims = dims.get(alias) or tensor_dims(tensor)
         raise ServingError(
             Code.RESOURCE_EXHAUSTED,
             f"The input tensors of this request decode to {total} bytes, over the "
