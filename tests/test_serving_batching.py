@@ -38,6 +38,16 @@ class Recorder:
         return {"y": inputs["x"] * 2, "n": np.arange(len(inputs["x"]))}
 
 
+def run_in_threads(target, count, timeout=30):
+    """Runs `target(index)` for each index below `count`, each in a thread
+    of its own, all at once; returns once all have ended (or timed out)."""
+    threads = [threading.Thread(target=target, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+
+
 def submit_all(scheduler, run, payloads, key="k"):
     results, errors = [None] * len(payloads), []
 
@@ -49,11 +59,7 @@ def submit_all(scheduler, run, payloads, key="k"):
         except ServingError as error:
             errors.append(error)
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(payloads))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
+    run_in_threads(one, len(payloads))
     return results, errors
 
 
@@ -278,11 +284,7 @@ def test_batched_server_answers_each_client_with_its_own_rows(tabular):
                 except ServingError as error:
                     failures.append(error)
 
-        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(12)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        run_in_threads(client_loop, 12, timeout=60)
     assert failures == [] and len(answers) == 60
     assert max(sizes[1:]) > 2  # calls were merged (the first is the warm-up)
     for rows, predictions in answers.values():
@@ -432,11 +434,7 @@ def test_batched_grpc_server_awaits_batches_and_answers_as_tf_serving(tabular):
                     failures.append(error)
             client.close()
 
-        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=60)
+        run_in_threads(client_loop, 8, timeout=60)
         assert failures == [] and len(answers) == 32
         assert max(sizes) > 2  # calls were merged
         for rows, outputs in answers.values():
