@@ -1,6 +1,7 @@
 """The REST API over HTTP: TF Serving's URLs, JSON, errors and status codes."""
 
 import base64
+import gzip
 import json
 import logging
 import socket
@@ -47,8 +48,24 @@ def client(server):
         yield client
 
 
+def whole_answer(server, data):
+    """Sends raw HTTP `data` and returns the answer's body, read to its
+    Content-Length; the status must be 200."""
+    with socket.create_connection(("127.0.0.1", server.rest_port), timeout=30) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536)
+        head, _, rest = received.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 200 "), head
+        length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+        while len(rest) < length:
+            rest += sock.recv(65536)
+        return rest
+
+
 def test_large_numeric_bodies_take_the_fast_path_and_answer_alike(
-    client, models, monkeypatch
+    client, server, models, monkeypatch
 ):
     """A body of at least `MIN_BODY_BYTES` whose arrays are long goes through
     the numeric fast path over HTTP (the REST front hands over a bytearray),
@@ -80,6 +97,24 @@ def test_large_numeric_bodies_take_the_fast_path_and_answer_alike(
     assert len(found) == 2 and all(document is not None for document in found)
     assert answers["instances", True] == answers["instances", False]
     assert answers["inputs", True] == answers["inputs", False]
+    # gzip-compressed, and sent in chunks: the body reaches the fast path
+    # (as bytes, and as the reader's own buffer) and is answered alike
+    monkeypatch.setattr(json_predict, "parse_with_arrays", original)
+    head = b"POST /v1/models/image:predict HTTP/1.1\r\nHost: x\r\n"
+    packed = gzip.compress(body)
+    for request in (
+        head
+        + b"Content-Encoding: gzip\r\nContent-Length: %d\r\n\r\n" % len(packed)
+        + packed,
+        head
+        + b"Transfer-Encoding: chunked\r\n\r\n"
+        + b"".join(
+            b"%x\r\n%s\r\n" % (len(piece), piece)
+            for piece in (body[: len(body) // 3], body[len(body) // 3 :])
+        )
+        + b"0\r\n\r\n",
+    ):
+        assert whole_answer(server, request) == answers["inputs", True]
     expected = LoadedModel(models["image"]).predict({"image": images})
     for name, values in json.loads(answers["inputs", True])["outputs"].items():
         np.testing.assert_array_equal(np.array(values, np.float32), expected[name])
