@@ -55,12 +55,16 @@ def whole_answer(server, data):
         sock.sendall(data)
         received = b""
         while b"\r\n\r\n" not in received:
-            received += sock.recv(65536)
+            chunk = sock.recv(65536)
+            assert chunk, received  # (the socket's timeout bounds each wait)
+            received += chunk
         head, _, rest = received.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), head
         length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
         while len(rest) < length:
-            rest += sock.recv(65536)
+            chunk = sock.recv(65536)
+            assert chunk, head
+            rest += chunk
         return rest
 
 
@@ -99,7 +103,11 @@ def test_large_numeric_bodies_take_the_fast_path_and_answer_alike(
     assert answers["inputs", True] == answers["inputs", False]
     # gzip-compressed, and sent in chunks: the body reaches the fast path
     # (as bytes, and as the reader's own buffer) and is answered alike
-    monkeypatch.setattr(json_predict, "parse_with_arrays", original)
+    monkeypatch.setattr(
+        json_predict,
+        "parse_with_arrays",
+        lambda raw: found.append(original(raw)) or found[-1],
+    )
     head = b"POST /v1/models/image:predict HTTP/1.1\r\nHost: x\r\n"
     packed = gzip.compress(body)
     for request in (
@@ -115,6 +123,7 @@ def test_large_numeric_bodies_take_the_fast_path_and_answer_alike(
         + b"0\r\n\r\n",
     ):
         assert whole_answer(server, request) == answers["inputs", True]
+    assert len(found) == 4 and all(document is not None for document in found)
     expected = LoadedModel(models["image"]).predict({"image": images})
     for name, values in json.loads(answers["inputs", True])["outputs"].items():
         np.testing.assert_array_equal(np.array(values, np.float32), expected[name])
