@@ -268,8 +268,9 @@ def make_grpc_server(
     on an event loop thread (`AioServer`), whose `Predict` awaits its batch
     (`BatchingPredictionService`): on the synchronous server each waiting
     call held a thread, and with 16 clients of the adult model batching
-    gained 1.24x over the unbatched server where the aio one gains 1.59x
-    (`benchmarks/bench_serving.py`, docs/serving.md). Either has
+    gained 1.24x over the unbatched server where the aio one gains
+    1.46-1.59x over seven runs (`benchmarks/bench_serving.py`,
+    docs/serving.md). Either has
     `stop(grace)`, returning an event set once stopped.
     """
     services = [

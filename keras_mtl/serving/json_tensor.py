@@ -352,9 +352,9 @@ def _exact_token(value, precise):
 
 def _float_token(value, single, precise):
     """`_float_tokens` for one value, in Python (float32 values as `single`)."""
-    token = f"{value:g}"
     if not math.isfinite(value):
         return _exact_token(value, precise)
+    token = f"{value:g}"
     parsed = float(token)
     if single:
         try:
