@@ -12,6 +12,7 @@ writers that are gone (killed with SIGKILL, say) and any older than an hour.
 
 import contextlib
 import datetime
+import functools
 import json
 import logging
 import os
@@ -28,6 +29,12 @@ import tensorflow as tf
 
 from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
+from keras_mtl.export_classify import (
+    add_classify_endpoints,
+    set_method_names,
+    signature_names,
+)
+from keras_mtl.export_classify import verify as verify_classify
 from keras_mtl.export_image_bytes import (
     encode_png,
     find_image_input,
@@ -37,6 +44,7 @@ from keras_mtl.export_warmup import warmup_rows, write_warmup_requests
 from keras_mtl.models.esmm import serving_model
 from keras_mtl.run_directory import check_writable_dir, pid_alive
 from keras_mtl.saved_model import (
+    FLOAT_SIGNATURE,
     IMAGE_BYTES_INPUT,
     SIGNATURE,
     list_versions,
@@ -135,6 +143,25 @@ def _verify(version_dir, model, inputs, atol, signature_inputs=None):
             )
 
 
+def write_float_export(model, path, add_endpoints):
+    """What `model.export(path)` writes (`serve`, and `serving_default` the
+    same), with the endpoints `add_endpoints(archive)` adds."""
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint(
+        FLOAT_SIGNATURE,
+        lambda inputs: model(inputs, training=False),
+        input_signature=[
+            {
+                tensor.name: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
+                for tensor in model.inputs
+            }
+        ],
+    )
+    add_endpoints(archive)
+    archive.write_out(str(path), verbose=False)
+
+
 def _rename_into_place(temporary, model_dir):
     for _ in range(100):
         version = max(list_versions(model_dir), default=0) + 1
@@ -168,6 +195,7 @@ def export_saved_model(
     atol=1e-5,
     warmup=None,
     image_input="float",
+    classify_tasks=None,
 ):
     """Writes `model` to `base_dir/name/<next version>/` as a SavedModel.
 
@@ -193,6 +221,11 @@ def export_saved_model(
         image_input: "float" (`serving_default` takes the model's inputs) or
             "bytes": it takes encoded JPEG/PNG strings, `image_bytes`, and the
             float signature is `serve` (`keras_mtl.export_image_bytes`).
+        classify_tasks: Tasks (dicts with `name`, `kind` and `class_names`,
+            as in the metadata) that get a `classify_<task>` or
+            `regress_<task>` signature over serialized `tf.Example`s, for TF
+            Serving's Classify, Regress and MultiInference APIs
+            (`keras_mtl.export_classify`); None for none.
 
     Returns:
         The `Path` of the new version directory.
@@ -225,10 +258,19 @@ def export_saved_model(
     temporary = _make_temporary(model_dir, base_dir)
     try:
         with _without_tensorflow_info_logs():
+            add = None
+            if classify_tasks:
+                add = functools.partial(
+                    add_classify_endpoints, model=model, tasks=classify_tasks
+                )
             if image_input == "bytes":
-                write_image_bytes_export(model, temporary)
+                write_image_bytes_export(model, temporary, add)
+            elif add is not None:
+                write_float_export(model, temporary, add)
             else:
                 model.export(str(temporary), format="tf_saved_model", verbose=False)
+            if classify_tasks:
+                set_method_names(temporary, signature_names(classify_tasks))
         record = {
             **(metadata or {}),
             "library_versions": library_versions(),
@@ -240,6 +282,8 @@ def export_saved_model(
         metadata_path(temporary).write_text(json.dumps(record, indent=1, default=str))
         write_warmup_requests(temporary, warmup)
         _verify(temporary, model, inputs, atol, signature_inputs)
+        if classify_tasks:
+            verify_classify(temporary, model, inputs, classify_tasks, atol)
         version_dir = _rename_into_place(temporary, model_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
@@ -289,4 +333,5 @@ def export_run(model, config, datasets, metrics=None):
         inputs=inputs,
         warmup=warmup_rows(inputs, config.export.warmup_examples),
         image_input=config.export.image_input,
+        classify_tasks=metadata["tasks"] if config.export.classify_signatures else None,
     )

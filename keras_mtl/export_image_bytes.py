@@ -57,9 +57,10 @@ def encode_png(pixels):
     return np.array([tf.io.encode_png(image).numpy() for image in pixels], object)
 
 
-def write_image_bytes_export(model, path):
+def write_image_bytes_export(model, path, add_endpoints=None):
     """Writes `model` to `path` with a bytes `serving_default` and the float
-    `serve` signature (see the module docstring)."""
+    `serve` signature (see the module docstring), and the endpoints
+    `add_endpoints(archive)` adds, if given."""
     name, shape = find_image_input(model)
 
     def from_pixels(inputs):
@@ -80,4 +81,6 @@ def write_image_bytes_export(model, path):
         from_bytes,
         input_signature=[tf.TensorSpec((None,), tf.string, name=IMAGE_BYTES_INPUT)],
     )
+    if add_endpoints is not None:
+        add_endpoints(archive)
     archive.write_out(str(path), verbose=False)

@@ -24,6 +24,10 @@ SIGNATURE = "serving_default"
 IMAGE_BYTES_INPUT = "image_bytes"
 FLOAT_SIGNATURE = "serve"
 SERVE_TAG = "serve"
+# SignatureDef method names, as TF Serving checks them.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 class _QuietSanitizing(logging.Filter):

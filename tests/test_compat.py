@@ -492,6 +492,37 @@ def test_direct_call_answers_as_the_public_call(tmp_path, executor):
     np.testing.assert_array_equal(outputs["out"].numpy(), [-8.0, -13.0])
 
 
+def test_fingerprint_bytes_are_what_tf_saved_model_save_writes(tmp_path):
+    # export.classify_signatures edits saved_model.pb and writes the
+    # fingerprint again with TensorFlow's own function.
+    from tensorflow.core.protobuf import fingerprint_pb2
+
+    from keras_mtl.compat.tf_saved_model import fingerprint_bytes, rewrite_fingerprint
+
+    module = tf.Module()
+    module.scale = tf.Variable(2.0)
+    module.serve = tf.function(
+        lambda x: {"y": module.scale * x},
+        input_signature=[tf.TensorSpec([None], tf.float32, name="x")],
+    )
+    tf.saved_model.save(module, str(tmp_path))
+
+    def hashes(serialized):  # all but the random uuid
+        fingerprint = fingerprint_pb2.FingerprintDef.FromString(serialized)
+        fingerprint.ClearField("uuid")
+        return fingerprint
+
+    written = (tmp_path / "fingerprint.pb").read_bytes()
+    canary(
+        hashes(fingerprint_bytes(tmp_path)) == hashes(written),
+        "fingerprinting_pywrap.CreateFingerprintDef",
+        "the fingerprint tf.saved_model.save writes",
+    )
+    rewrite_fingerprint(tmp_path)
+    assert hashes((tmp_path / "fingerprint.pb").read_bytes()) == hashes(written)
+    assert hashes(written).saved_model_checksum != 0
+
+
 def test_eager_tensor_canary():
     # tensor_maker builds tensors with tensorflow.python's EagerTensor; where
     # that is gone or differs it falls back to tf.constant (slower, correct).

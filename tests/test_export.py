@@ -9,9 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import keras_mtl
 from keras_mtl import export as export_lib
+from keras_mtl.export_classify import serialized_examples
 
 
 @pytest.fixture
@@ -81,6 +83,29 @@ for name in ("coarse", "fine"):
     np.testing.assert_allclose(np.asarray(layer_outputs[name]), data[name], atol=1e-5)
 print("round trip ok")
 """
+
+
+def test_classify_signatures_answer_each_task_with_its_class_names(trained):
+    model, config, datasets = trained
+    config.export.classify_signatures = True
+    path = keras_mtl.export_run(model, config, datasets)
+    signatures = keras_mtl.saved_model.read_signature_defs(path)
+    assert {name: s.method_name for name, s in signatures.items() if "_" in name} == {
+        "classify_coarse": "tensorflow/serving/classify",
+        "classify_fine": "tensorflow/serving/classify",
+        "serving_default": "tensorflow/serving/predict",
+        "__saved_model_init_op": "",
+    }
+    inputs, _ = next(iter(datasets.test))
+    images = inputs["image"].numpy()[:3]
+    expected = keras_mtl.LoadedModel(path).predict({"image": images})
+    loaded = tf.saved_model.load(str(path))
+    serialized = tf.constant(serialized_examples({"image": images}))
+    for task in ("coarse", "fine"):
+        answer = loaded.signatures[f"classify_{task}"](inputs=serialized)
+        np.testing.assert_allclose(answer["scores"], expected[task], atol=1e-5)
+        names = [name.encode() for name in datasets.class_names[task]]
+        assert answer["classes"].numpy().tolist() == [names] * 3
 
 
 def test_round_trip_in_a_fresh_process_without_keras_mtl(trained, tmp_path):

@@ -198,18 +198,20 @@ def test_grpc_errors_carry_tf_serving_codes(
     assert client.grpc_predict("tabular", tabular_inputs())["income"].shape == (1, 1)
 
 
-def test_classify_regress_and_multi_inference_say_what_they_do_not_do(server):
+def test_classify_and_multi_inference_refuse_a_model_without_such_signatures(server):
     with grpc.insecure_channel(server.grpc_target) as channel:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         request = classification_pb2.ClassificationRequest()
         request.model_spec.name = "tabular"
+        request.input.example_list.examples.add()
         with pytest.raises(grpc.RpcError) as caught:
             stub.Classify(request, timeout=30)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "Expected classification signature method_name" in caught.value.details()
         with pytest.raises(grpc.RpcError) as caught:
             stub.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
-        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "Found no tasks" in caught.value.details()
 
 
 def test_a_tiny_request_declaring_a_huge_shape_is_refused_before_decoding(server):

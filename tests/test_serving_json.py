@@ -390,20 +390,76 @@ def test_parse_json_with_and_without_orjson(monkeypatch):
 
 
 def test_classify_and_regress_bodies():
-    assert (
-        classify_regress_request_from_json(
-            '{"signature_name": "s", "examples": [{"x": 1.0, "names": ["a", "b"]}]}',
-            "classify",
-        )
-        == "s"
+    signature_name, examples, context = classify_regress_request_from_json(
+        '{"signature_name": "s", "examples": [{"x": 1.0, "names": ["a", "b"]}]}',
+        "classify",
     )
+    assert (signature_name, context) == ("s", None)
+    (example,) = examples
+    assert example.features.feature["x"].float_list.value == [1.0]
+    assert example.features.feature["names"].bytes_list.value == [b"a", b"b"]
     for body, fragment in [
         ('{"context": {}}', "key 'examples' is expected and was not found"),
         ('{"examples": {}}', "Expecting 'examples' value to be an list/array"),
         ('{"examples": []}', "'examples' value is an empty array"),
         ('{"examples": [1]}', "Example must be JSON object but got JSON Number"),
         ('{"examples": [{"x": null}]}', "Feature: x has element with unexpected"),
+        ('{"examples": [{"x": [[1]]}]}', "Feature: x has element with unexpected"),
+        ('{"examples": [{"x": {"a": 1}}]}', "unexpected JSON type: Object"),
+        ('{"context": [], "examples": [{}]}', "Example must be JSON object"),
+        (
+            '{"examples": [{"x": [1.5, 2]}]}',
+            "Unexpected element type in feature: x expecting type: float",
+        ),
+        (
+            '{"examples": [{"x": [1, "a"]}]}',
+            "Unexpected element type in feature: x expecting type: int64",
+        ),
+        (
+            '{"examples": [{"x": 9223372036854775808}]}',
+            "Feature: x has uint64 element. Only int64 is supported.",
+        ),
+        (
+            '{"examples": [{"x": 1e39}]}',
+            "Cannot convert JSON value: 1e+39 to float without loss of precision.",
+        ),
+        ('{"examples": [{"x": {"b64": "!"}}]}', "Unable to base64 decode"),
     ]:
         with pytest.raises(ServingError) as caught:
             classify_regress_request_from_json(body, "classify")
-        assert fragment in caught.value.message
+        assert fragment in caught.value.message, (body, caught.value.message)
+
+
+def test_classify_bodies_become_examples_as_tf_serving_makes_them():
+    """Strings and {"b64"} are bytes, bools and integers int64, other numbers
+    float; an empty list is a feature without values; a context is kept
+    apart from the Examples."""
+    _, examples, context = classify_regress_request_from_json(
+        json.dumps(
+            {
+                "context": {"country": "DE"},
+                "examples": [
+                    {
+                        "a": 1,
+                        "b": [1.5, 2.0],
+                        "c": {"b64": "aGk="},
+                        "d": [True, False],
+                        "e": [],
+                        "f": -(2**63),
+                        "g": 2**64,
+                    }
+                ],
+            }
+        ),
+        "regress",
+    )
+    assert context.features.feature["country"].bytes_list.value == [b"DE"]
+    features = examples[0].features.feature
+    assert features["a"].int64_list.value == [1]
+    assert features["b"].float_list.value == [1.5, 2.0]
+    assert features["c"].bytes_list.value == [b"hi"]
+    assert features["d"].int64_list.value == [1, 0]
+    assert features["e"].WhichOneof("kind") is None
+    assert features["f"].int64_list.value == [-(2**63)]
+    # past 64 bits an integer is a double to TF Serving's parser: a float
+    assert features["g"].float_list.value == [float(2**64)]

@@ -222,6 +222,10 @@ class ExportConfig:
     # "bytes": `serving_default` takes encoded JPEG/PNG strings (`image_bytes`)
     # and decodes them in the graph; the float signature stays as `serve`.
     image_input: str = "float"
+    # true: one `classify_<task>` / `regress_<task>` signature per task over
+    # serialized tf.Examples, for TF Serving's Classify, Regress and
+    # MultiInference APIs (keras_mtl.export_classify).
+    classify_signatures: bool = False
 
 
 @dataclasses.dataclass

@@ -4,9 +4,9 @@ Built on the `tensorflow-serving-api` protos and stubs (the `serving` extra),
 so the stock `prediction_service_pb2_grpc.PredictionServiceStub` works
 against it. Predict, GetModelMetadata and GetModelStatus share the
 `Predictor` with the REST API and give the same answers and the same errors
-(as gRPC status codes). Classify and Regress answer TF Serving's error for a
-model without such signatures; MultiInference and HandleReloadConfigRequest
-answer UNIMPLEMENTED. Without batching the server is grpcio's synchronous
+(as gRPC status codes). Classify, Regress and MultiInference run classify
+and regress signatures on `tf.Example`s (`keras_mtl.serving.inference`);
+HandleReloadConfigRequest answers UNIMPLEMENTED. Without batching the server is grpcio's synchronous
 one; with batching it is a `grpc.aio` server whose `Predict` awaits its batch
 on the event loop (`BatchingPredictionService`, `AioServer`).
 """
@@ -20,13 +20,18 @@ import time
 import grpc
 from google.protobuf import any_pb2
 from tensorflow_serving.apis import (
+    classification_pb2,
     get_model_metadata_pb2,
     get_model_status_pb2,
+    inference_pb2,
     model_service_pb2_grpc,
     predict_pb2,
     prediction_service_pb2_grpc,
+    regression_pb2,
 )
 
+from keras_mtl.saved_model import CLASSIFY_METHOD
+from keras_mtl.serving import inference
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
 from keras_mtl.serving.tensor_proto import fill_tensor_proto, tensor_dims, to_ndarray
@@ -153,22 +158,115 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             response.metadata[SIGNATURE_DEF_FIELD].CopyFrom(packed)
         return response
 
-    def _classify_regress(self, request, method):
-        spec = spec_from_proto(request.model_spec)
-        servable = self.predictor.servable(spec)
-        self.predictor.check_classify_regress(servable, spec.signature_name, method)
-
     def Classify(self, request, context):
-        return _call(context, lambda: self._classify_regress(request, "classify"))
+        return _call(
+            context,
+            lambda: self._classify_regress(request, context, "classify"),
+            self.metrics,
+            request.model_spec.name,
+            "Classify",
+        )
 
     def Regress(self, request, context):
-        return _call(context, lambda: self._classify_regress(request, "regress"))
+        return _call(
+            context,
+            lambda: self._classify_regress(request, context, "regress"),
+            self.metrics,
+            request.model_spec.name,
+            "Regress",
+        )
 
     def MultiInference(self, request, context):
-        context.abort(
-            grpc.StatusCode.UNIMPLEMENTED,
-            "MultiInference is not implemented by keras-mtl serve",
+        name = request.tasks[0].model_spec.name if request.tasks else ""
+        return _call(
+            context,
+            lambda: self._multi_inference(request, context),
+            self.metrics,
+            name,
+            "MultiInference",
         )
+
+    def _classify_regress(self, request, context, method):
+        spec = spec_from_proto(request.model_spec)
+        servable = self.predictor.servable(spec)
+        with self._examples(request, context) as (serialized, deadline):
+            key, answer = inference.classify_regress(
+                self.predictor,
+                servable,
+                spec.signature_name,
+                method,
+                serialized,
+                deadline,
+            )
+        if method == "classify":
+            response = classification_pb2.ClassificationResponse()
+            _fill_classification(response.result, answer)
+        else:
+            response = regression_pb2.RegressionResponse()
+            _fill_regression(response.result, answer)
+        _fill_model_spec(response.model_spec, servable, key)
+        return response
+
+    def _multi_inference(self, request, context):
+        inference.check_tasks(request)
+        with self._examples(request, context) as (serialized, deadline):
+            servable, answers = inference.multi_inference(
+                self.predictor,
+                request,
+                serialized,
+                lambda model_spec: self.predictor.servable(spec_from_proto(model_spec)),
+                deadline,
+            )
+        response = inference_pb2.MultiInferenceResponse()
+        for task, key, answer in answers:
+            result = response.results.add()
+            _fill_model_spec(result.model_spec, servable, key)
+            if task.method_name == CLASSIFY_METHOD:
+                _fill_classification(result.classification_result, answer)
+            else:
+                _fill_regression(result.regression_result, answer)
+        return response
+
+    @contextlib.contextmanager
+    def _examples(self, request, context):
+        """(the request's serialized Examples, deadline), their size held in
+        the budget until the block ends."""
+        serialized = inference.serialized_input(request.input)
+        size = sum(len(example) for example in serialized)
+        if self.budget is not None:
+            self.budget.reserve_or_raise(size)
+        try:
+            remaining = context.time_remaining()
+            yield (
+                serialized,
+                (time.monotonic() + remaining if remaining is not None else None),
+            )
+        finally:
+            if self.budget is not None:
+                self.budget.release(size)
+
+
+def _fill_model_spec(model_spec, servable, key):
+    model_spec.name = servable.name
+    model_spec.version.value = servable.version
+    model_spec.signature_name = key
+
+
+def _fill_classification(result, answer):
+    """A `ClassificationResult` from an `inference.Classification`."""
+    for row in range(answer.rows):
+        classes = result.classifications.add().classes
+        for column in range(answer.width):
+            item = classes.add()
+            if answer.labels is not None:
+                item.label = answer.labels[row][column].decode("utf-8", "replace")
+            if answer.scores is not None:
+                item.score = float(answer.scores[row, column])
+
+
+def _fill_regression(result, values):
+    for value in values.tolist():
+        result.regressions.add().value = value
 
 
 def _predict_response(spec, servable, outputs):

@@ -21,14 +21,17 @@ import dataclasses
 import json
 
 import numpy as np
+import tensorflow as tf
 
 from keras_mtl.serving.json_numeric import MIN_BODY_BYTES, parse_with_arrays
 from keras_mtl.serving.json_response import COLUMNAR, ROW, tensors_to_json
 from keras_mtl.serving.json_tensor import (
     checked_array,
+    decode_b64,
     fast_array,
     format_error,
     is_b64,
+    is_lossless,
     json_text,
     json_type,
     tensor,
@@ -376,33 +379,78 @@ def predict_request_from_json(body, input_infos):
     raise invalid_argument("Missing 'inputs' or 'instances' key")
 
 
-def _check_feature(name, value):
-    if value is None or isinstance(value, list):
+_INT64_MAX = 2**63 - 1
+_UINT64_MAX = 2**64 - 1
+
+
+_KIND_NAMES = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
+
+
+def _feature_value(name, value):
+    """(list kind, value) of one JSON value of feature `name`, by TF
+    Serving's rules (AddValueToFeature): a string or {"b64": ...} is bytes,
+    a bool or an integer int64, any other number float."""
+    if (
+        value is None
+        or isinstance(value, list)
+        or (isinstance(value, dict) and not is_b64(value))
+    ):
         raise invalid_argument(
             f"Feature: {name} has element with unexpected JSON type: {json_type(value)}"
         )
-    if isinstance(value, dict) and not is_b64(value):
+    if isinstance(value, str):
+        return "bytes_list", value.encode("utf-8")
+    if isinstance(value, dict):
+        return "bytes_list", decode_b64(value)
+    if type(value) is bool:
+        return "int64_list", int(value)
+    if type(value) is int and -(2**63) <= value <= _UINT64_MAX:
+        if value > _INT64_MAX:
+            raise invalid_argument(
+                f"Feature: {name} has uint64 element. Only int64 is supported."
+            )
+        return "int64_list", value
+    # a float, or an integer past 64 bits (a double to rapidjson)
+    if not is_lossless(value, tf.float32):
         raise invalid_argument(
-            f"Feature: {name} has element with unexpected JSON type: Object"
+            f"Cannot convert JSON value: {json_text(value)} to float without "
+            "loss of precision."
         )
+    return "float_list", float(value)
 
 
-def _check_example(example):
-    if not isinstance(example, dict):
+def _example(value, example):
+    """Fills `example` (a `tf.train.Example`) from one JSON object
+    (MakeExampleFromJsonObject): a feature's values are all of one kind."""
+    if not isinstance(value, dict):
         raise invalid_argument(
-            f"Example must be JSON object but got JSON {json_type(example)}"
+            f"Example must be JSON object but got JSON {json_type(value)}"
         )
-    for name, content in example.items():
-        for value in content if isinstance(content, list) else [content]:
-            _check_feature(name, value)
+    for name, content in value.items():
+        kind, items = None, []
+        for item in content if isinstance(content, list) else [content]:
+            item_kind, item = _feature_value(name, item)
+            if kind is not None and item_kind != kind:
+                raise invalid_argument(
+                    f"Unexpected element type in feature: {name} expecting "
+                    f"type: {_KIND_NAMES[kind]}"
+                )
+            kind = item_kind
+            items.append(item)
+        feature = example.features.feature[name]  # an empty list: no kind
+        if kind is not None:
+            getattr(feature, kind).value.extend(items)
 
 
 def classify_regress_request_from_json(body, method):
-    """Checks a `:classify` / `:regress` body; returns its signature name."""
+    """A `:classify` / `:regress` body -> (signature name, its Examples, its
+    context Example or None), as `tf.train.Example` protos."""
     document = parse_json(body)
     signature_name = _signature_name(document)
+    context = None
     if "context" in document:
-        _check_example(document["context"])
+        context = tf.train.Example()
+        _example(document["context"], context)
     if "examples" not in document:
         raise format_error(
             document,
@@ -413,6 +461,8 @@ def classify_regress_request_from_json(body, method):
         raise format_error(document, "Expecting 'examples' value to be an list/array")
     if not examples:
         raise format_error(document, "'examples' value is an empty array")
-    for example in examples:
-        _check_example(example)
-    return signature_name
+    parsed = []
+    for value in examples:
+        parsed.append(tf.train.Example())
+        _example(value, parsed[-1])
+    return signature_name, parsed, context

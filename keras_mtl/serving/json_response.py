@@ -93,3 +93,32 @@ def tensors_to_json(outputs, request_format):
     if request_format == COLUMNAR:
         return _columnar_body(names, arrays, tokens)
     return _row_body(names, arrays, tokens)
+
+
+def classification_to_json(answer):
+    """`{"result": [[[label, score], ...], ...]}` for an
+    `inference.Classification` (MakeJsonFromClassificationResult), as bytes:
+    a label without `classes` is "", a score without `scores` 0."""
+    rows, width = answer.rows, answer.width
+    labels = answer.labels or [[b""] * width] * rows
+    scores = answer.scores
+    if scores is None:
+        scores = np.zeros((rows, width), np.float32)
+    tokens = json_tokens(np.asarray(scores, np.float32), False)
+    items = [
+        "["
+        + ", ".join(
+            f"[{json.dumps(label.decode('utf-8', 'replace'))}, {tokens[row * width + i]}]"
+            for i, label in enumerate(labels[row])
+        )
+        + "]"
+        for row in range(rows)
+    ]
+    return ('{"result": [' + ", ".join(items) + "]}").encode()
+
+
+def regression_to_json(values):
+    """`{"result": [value, ...]}` for a regress signature's float32 values
+    (MakeJsonFromRegressionResult), as bytes."""
+    tokens = json_tokens(np.asarray(values, np.float32), False)
+    return ('{"result": [' + ", ".join(tokens) + "]}").encode()

@@ -100,7 +100,7 @@ def is_b64(value):
     )
 
 
-def _decode_b64(value):
+def decode_b64(value):
     if not is_b64(value):
         raise format_error(value, "not formatted correctly for base64 data")
     try:
@@ -116,7 +116,7 @@ def _type_error(value, dtype):
     )
 
 
-def _lossless(value, dtype):
+def is_lossless(value, dtype):
     if type(value) is int and -(2**63) <= value < 2**64:
         return abs(value) <= _MAX_EXACT_INT[dtype]
     try:
@@ -130,7 +130,7 @@ def _scalar(value, dtype):
     """One JSON leaf as a Python value of `dtype` (AddValueToTensor)."""
     if dtype == tf.string:
         if isinstance(value, dict):
-            return _decode_b64(value)
+            return decode_b64(value)
         if not isinstance(value, str):
             raise _type_error(value, dtype)
         return value.encode("utf-8")
@@ -139,7 +139,7 @@ def _scalar(value, dtype):
     if dtype in (tf.float32, tf.float64):
         if type(value) not in (int, float):
             raise _type_error(value, dtype)
-        if not _lossless(value, dtype):
+        if not is_lossless(value, dtype):
             raise invalid_argument(
                 f"Cannot convert JSON value: {json_text(value)} to "
                 f"{type_name(dtype)} without loss of precision."

@@ -13,14 +13,15 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl.saved_model import SIGNATURE
+from keras_mtl.saved_model import (
+    CLASSIFY_METHOD,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
+    SIGNATURE,
+)
 from keras_mtl.serving.batching import BatchScheduler
 from keras_mtl.serving.json_tensor import type_name
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
-
-PREDICT_METHOD = "tensorflow/serving/predict"
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def _shape_text(shape):
@@ -351,22 +352,3 @@ class Predictor:
             return self._run(servable, key, merged)  # reported to every caller
 
         return batch_key, run, tensors, sizes.pop()
-
-    def check_classify_regress(self, servable, signature_name, method):
-        """TF Serving's signature check for `:classify` / `:regress`."""
-        key = signature_name or SIGNATURE
-        signature_def = servable.model.signature_defs.get(key)
-        if signature_def is None:
-            raise invalid_argument(f"No signature was found with the name: {key}")
-        expected = CLASSIFY_METHOD if method == "classify" else REGRESS_METHOD
-        kind = "classification" if method == "classify" else "regression"
-        if signature_def.method_name != expected:
-            raise invalid_argument(
-                f"Expected {kind} signature method_name to be {expected}. Was: "
-                f"{signature_def.method_name}"
-            )
-        raise ServingError(
-            Code.UNIMPLEMENTED,
-            f"keras-mtl serve answers Predict only; signature {key!r} is a "
-            f"{kind} signature.",
-        )

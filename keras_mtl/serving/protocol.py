@@ -21,7 +21,7 @@ import urllib.parse
 
 from google.protobuf import json_format
 
-from keras_mtl.serving import json_predict
+from keras_mtl.serving import inference, json_predict, json_response
 from keras_mtl.serving.gc_pause import paused_gc
 from keras_mtl.serving.registry import ModelSpec
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
@@ -188,6 +188,21 @@ class RestApi:
         return json_predict.tensors_to_json(outputs, request.format)
 
     def _classify_regress(self, spec, body, method):
-        signature_name = json_predict.classify_regress_request_from_json(body, method)
+        signature_name, examples, context = (
+            json_predict.classify_regress_request_from_json(body, method)
+        )
         servable = self.predictor.servable(spec)
-        self.predictor.check_classify_regress(servable, signature_name, method)
+        deadline = None
+        if self.timeout_seconds:
+            deadline = time.monotonic() + self.timeout_seconds
+        _, answer = inference.classify_regress(
+            self.predictor,
+            servable,
+            signature_name,
+            method,
+            inference.serialize_examples(examples, context),
+            deadline,
+        )
+        if method == "classify":
+            return json_response.classification_to_json(answer)
+        return json_response.regression_to_json(answer)

@@ -1,0 +1,246 @@
+"""TF Serving's Classify, Regress and MultiInference over tf.Example inputs.
+
+A classify or regress signature (`export.classify_signatures`, or any
+SavedModel with TF Serving's signatures of those kinds) takes one DT_STRING
+input of serialized `tf.Example`s. A request's Examples (with a context
+Example that every Example extends, or without) become that tensor, run
+through `Predictor.predict` like a Predict call (so batching, deadlines and
+model errors behave the same), and its outputs are checked as TF Serving
+checks them: `classes` strings and `scores` floats, each `[batch, classes]`,
+or `outputs` floats, `[batch]` or `[batch, 1]`. The gRPC service makes
+`ClassificationResult` / `RegressionResult` protos of the answer
+(`keras_mtl.serving.grpc_server`), the REST API JSON
+(`keras_mtl.serving.json_response`); this module needs no
+tensorflow-serving-api protos, so REST works without them.
+
+Example:
+
+```python
+key, answer = classify_regress(predictor, servable, "classify_income", "classify",
+                               serialize_examples(examples))
+answer.labels, answer.scores  # [[b"<=50K", b">50K"], ...], [[0.8, 0.2], ...]
+```
+"""
+
+import dataclasses
+
+import numpy as np
+
+from keras_mtl.saved_model import CLASSIFY_METHOD, REGRESS_METHOD, SIGNATURE
+from keras_mtl.serving.status import Code, ServingError, invalid_argument
+
+CLASSES, SCORES, OUTPUTS = "classes", "scores", "outputs"
+METHODS = {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}
+_KINDS = {CLASSIFY_METHOD: "classification", REGRESS_METHOD: "regression"}
+
+
+@dataclasses.dataclass
+class Classification:
+    """A classify signature's answer: `labels` (rows of bytes, or None when
+    it has no `classes` output) and `scores` (a float32 `[batch, classes]`
+    array, or None when it has no `scores` output)."""
+
+    labels: list | None
+    scores: np.ndarray | None
+
+    @property
+    def rows(self):
+        return len(self.labels) if self.labels is not None else len(self.scores)
+
+    @property
+    def width(self):
+        return len(self.labels[0]) if self.labels is not None else self.scores.shape[1]
+
+
+def serialize_examples(examples, context=None):
+    """The serialized `tf.train.Example`s of a request, as an object array;
+    with a `context` Example, each Example is merged over it (the Example's
+    own value wins for a feature both have), as TF Serving does."""
+    if not examples:
+        raise invalid_argument("Input is empty.")
+    prefix = context.SerializeToString() if context is not None else b""
+    # Serialized protos concatenated parse as one message merged in order:
+    # the Example's map entries replace the context's of the same key.
+    return np.array(
+        [prefix + example.SerializeToString() for example in examples], dtype=object
+    )
+
+
+def serialized_input(input_proto):
+    """`serialize_examples` of a `tensorflow.serving.Input` proto."""
+    kind = input_proto.WhichOneof("kind")
+    if kind == "example_list":
+        return serialize_examples(input_proto.example_list.examples)
+    if kind == "example_list_with_context":
+        with_context = input_proto.example_list_with_context
+        return serialize_examples(with_context.examples, with_context.context)
+    raise invalid_argument("Input is empty.")
+
+
+def check_signature(servable, signature_name, method_name):
+    """(key, SignatureDef, input name) of a classify / regress signature, or
+    TF Serving's error for one that is not."""
+    key = signature_name or SIGNATURE
+    signature_def = servable.model.signature_defs.get(key)
+    if signature_def is None:
+        raise invalid_argument(f"No signature was found with the name: {key}")
+    if method_name not in _KINDS:
+        raise ServingError(
+            Code.UNIMPLEMENTED, f"Unsupported signature method_name: {method_name}"
+        )
+    kind = _KINDS[method_name]
+    if signature_def.method_name != method_name:
+        raise invalid_argument(
+            f"Expected {kind} signature method_name to be {method_name}. Was: "
+            f"{signature_def.method_name}"
+        )
+    if len(signature_def.inputs) != 1:
+        raise invalid_argument("Expected one input Tensor.")
+    if method_name == CLASSIFY_METHOD:
+        outputs = set(signature_def.outputs)
+        if not outputs & {CLASSES, SCORES}:
+            raise invalid_argument(
+                f"Expected classification signature outputs to contain at least "
+                f"one of {CLASSES} or {SCORES}. Signature was: {sorted(outputs)}"
+            )
+    elif OUTPUTS not in signature_def.outputs:
+        raise invalid_argument(f"No output {OUTPUTS} in signature.")
+    (input_name,) = signature_def.inputs
+    return key, signature_def, input_name
+
+
+def _checked(name, array, dtype_kind, rows, ranks, expected):
+    if array.dtype.kind != dtype_kind or (
+        dtype_kind == "f" and array.dtype != np.float32
+    ):
+        raise invalid_argument(
+            f"Expected {name} Tensor of {expected}. Got: {array.dtype.name}"
+        )
+    if (
+        array.ndim not in ranks
+        or array.shape[0] != rows
+        or (array.ndim == 2 and ranks == (1, 2) and array.shape[1] != 1)
+    ):
+        raise invalid_argument(
+            f"Expected {name} Tensor shape "
+            + ("[batch_size num_classes]" if ranks == (2,) else "[batch_size]")
+            + f" for {rows} examples but got {list(array.shape)}"
+        )
+    return array
+
+
+def classification(outputs, rows):
+    """The `Classification` of a classify signature's `outputs`."""
+    classes = outputs.get(CLASSES)
+    scores = outputs.get(SCORES)
+    if classes is not None:
+        classes = _checked(CLASSES, np.asarray(classes), "O", rows, (2,), "DT_STRING")
+    if scores is not None:
+        scores = _checked(SCORES, np.asarray(scores), "f", rows, (2,), "DT_FLOAT")
+    if classes is not None and scores is not None and classes.shape != scores.shape:
+        raise invalid_argument(
+            f"Tensors class and score should match in shape: {list(classes.shape)} "
+            f"vs {list(scores.shape)}"
+        )
+    labels = None
+    if classes is not None:
+        labels = [
+            [
+                label if isinstance(label, bytes) else str(label).encode()
+                for label in row
+            ]
+            for row in classes.tolist()
+        ]
+    return Classification(labels, scores)
+
+
+def regression(outputs, rows):
+    """A regress signature's `outputs` as a float32 `[batch]` array."""
+    values = _checked(
+        OUTPUTS, np.asarray(outputs[OUTPUTS]), "f", rows, (1, 2), "DT_FLOAT"
+    )
+    return values.reshape(-1)
+
+
+def classify_regress(
+    predictor, servable, signature_name, method, serialized, deadline=None
+):
+    """Runs one Classify (`method` "classify") or Regress ("regress").
+
+    Args:
+        predictor: The server's `Predictor`.
+        servable: From `predictor.servable(spec)`.
+        signature_name: The signature key; "" is `serving_default`.
+        method: "classify" or "regress".
+        serialized: The serialized Examples (`serialize_examples`).
+        deadline: A `time.monotonic()` time for batched calls, or None.
+
+    Returns:
+        (signature key, a `Classification` or a float32 `[batch]` array).
+    """
+    method_name = METHODS[method]
+    key, _, input_name = check_signature(servable, signature_name, method_name)
+    outputs = predictor.predict(
+        servable, key, {input_name: serialized}, deadline=deadline
+    )
+    rows = len(serialized)
+    if method_name == CLASSIFY_METHOD:
+        return key, classification(outputs, rows)
+    return key, regression(outputs, rows)
+
+
+def check_tasks(request):
+    """TF Serving's checks of a `MultiInferenceRequest`'s tasks: at least
+    one, all of one model, no signature twice, classify or regress only."""
+    if not request.tasks:
+        raise invalid_argument("Found no tasks in MultiInference request.")
+    name = request.tasks[0].model_spec.name
+    seen = set()
+    for task in request.tasks:
+        if task.model_spec.name != name:
+            raise invalid_argument(
+                "All ModelSpecs in a MultiInferenceRequest must access the same "
+                "model name."
+            )
+        signature_key = task.model_spec.signature_name or SIGNATURE
+        if signature_key in seen:
+            raise invalid_argument(
+                f"Duplicate evaluation of signature: {signature_key}"
+            )
+        seen.add(signature_key)
+        if task.method_name not in _KINDS:
+            raise ServingError(
+                Code.UNIMPLEMENTED,
+                f"Unsupported signature method_name: {task.method_name}",
+            )
+
+
+def multi_inference(predictor, request, serialized, resolve, deadline=None):
+    """[(task, signature key, `classify_regress` answer)] for `request` (a
+    `MultiInferenceRequest` that passed `check_tasks`): each task's
+    classify or regress signature run on the same Examples, the servable
+    `resolve(model_spec)` of the first task's `ModelSpec` proto."""
+    servable = resolve(request.tasks[0].model_spec)
+    inputs = {
+        check_signature(servable, task.model_spec.signature_name, task.method_name)[2]
+        for task in request.tasks
+    }
+    if len(inputs) != 1:
+        raise invalid_argument("Input tensor must be the same for all Signatures.")
+    answers = []
+    for task in request.tasks:
+        method = "classify" if task.method_name == CLASSIFY_METHOD else "regress"
+        answers.append(
+            (
+                task,
+                *classify_regress(
+                    predictor,
+                    servable,
+                    task.model_spec.signature_name,
+                    method,
+                    serialized,
+                    deadline,
+                ),
+            )
+        )
+    return servable, answers

@@ -1,0 +1,501 @@
+"""Classify, Regress and MultiInference: the export's tf.Example signatures,
+served over gRPC and REST as TF Serving serves them."""
+
+import json
+import urllib.error
+import urllib.request
+
+import grpc
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow.core.protobuf import fingerprint_pb2
+from tensorflow_serving.apis import (
+    classification_pb2,
+    inference_pb2,
+    prediction_service_pb2_grpc,
+    regression_pb2,
+)
+
+import keras_mtl
+from keras_mtl import export_classify
+from keras_mtl.compat.tf_saved_model import fingerprint_bytes
+from keras_mtl.saved_model import LoadedModel, read_signature_defs
+from keras_mtl.serving import (
+    ModelServer,
+    ServedModelConfig,
+    ServingError,
+    inference,
+    json_response,
+)
+
+import serving_helpers as helpers
+
+CLASSIFY = "tensorflow/serving/classify"
+REGRESS = "tensorflow/serving/regress"
+INCOME_CLASSES = ["<=50K", ">50K"]
+
+
+def _tabular_tasks(config):
+    return [
+        {
+            "name": task.name,
+            "kind": task.kind,
+            "class_names": INCOME_CLASSES if task.kind == "binary" else None,
+        }
+        for task in config.tasks
+    ]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A tabular model with a regression and a binary head, and an image model
+    with two multiclass heads, exported with classify signatures."""
+    base = tmp_path_factory.mktemp("saved_models")
+    keras.utils.set_random_seed(0)
+    config = keras_mtl.load_config(
+        "adult",
+        [
+            "model.width=8",
+            "model.depth=1",
+            "model.head_units=8",
+            'tasks.0.kind="regression"',
+        ],
+    )
+    tabular = keras_mtl.build_model(config, helpers.TABULAR_FEATURES)
+    image_config = keras_mtl.load_config(
+        "shapes", ["model.width=4", "model.depth=1", "model.head_units=8"]
+    )
+    image = keras_mtl.build_model(image_config, helpers.IMAGE_FEATURES)
+    image_tasks = [
+        {"name": task.name, "kind": task.kind, "class_names": None}
+        for task in image_config.tasks
+    ]
+    return {
+        "tabular": keras_mtl.export_saved_model(
+            tabular, base, "tabular", classify_tasks=_tabular_tasks(config)
+        ),
+        "image": keras_mtl.export_saved_model(
+            image, base, "image", classify_tasks=image_tasks
+        ),
+    }
+
+
+@pytest.fixture(scope="module")
+def server(models):
+    configs = [
+        ServedModelConfig(name, str(path.parent)) for name, path in models.items()
+    ]
+    with ModelServer(
+        configs,
+        rest_api_port=helpers.free_port(),
+        grpc_port=helpers.free_port(),
+        poll_wait_seconds=0,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def stub(server):
+    with grpc.insecure_channel(server.grpc_target) as channel:
+        yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def _columns(rows):
+    return {name: np.array([row[name] for row in rows]) for name in rows[0]}
+
+
+def _predicted(models, rows):
+    loaded = LoadedModel(models["tabular"])
+    return loaded.predict(helpers.columns(rows, loaded.input_specs))
+
+
+def _post(server, route, body):
+    request = urllib.request.Request(
+        server.rest_url + route, data=json.dumps(body).encode(), method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def _request(kind, signature, rows, model="tabular"):
+    request = (
+        classification_pb2.ClassificationRequest()
+        if kind == "classify"
+        else regression_pb2.RegressionRequest()
+    )
+    request.model_spec.name = model
+    request.model_spec.signature_name = signature
+    request.input.example_list.examples.extend(export_classify.examples(_columns(rows)))
+    return request
+
+
+def test_the_export_marks_each_head_s_signature_for_tf_serving(models):
+    signatures = read_signature_defs(models["tabular"])
+    assert signatures["classify_income"].method_name == CLASSIFY
+    assert signatures["regress_marital_status"].method_name == REGRESS
+    assert signatures["serving_default"].method_name == "tensorflow/serving/predict"
+    for name, outputs in (
+        ("classify_income", {"classes", "scores"}),
+        ("regress_marital_status", {"outputs"}),
+    ):
+        assert list(signatures[name].inputs) == ["inputs"]
+        assert signatures[name].inputs["inputs"].dtype == tf.string.as_datatype_enum
+        assert set(signatures[name].outputs) == outputs
+    image = read_signature_defs(models["image"])
+    assert {name for name in image if name.startswith("classify_")} == {
+        "classify_coarse",
+        "classify_fine",
+    }
+    # the fingerprint is that of the edited saved_model.pb
+    for path in models.values():
+        assert _hashes((path / "fingerprint.pb").read_bytes()) == _hashes(
+            fingerprint_bytes(path)
+        )
+
+
+def _hashes(serialized):
+    """A serialized FingerprintDef without its random `uuid`."""
+    fingerprint = fingerprint_pb2.FingerprintDef.FromString(serialized)
+    fingerprint.ClearField("uuid")
+    return fingerprint
+
+
+def test_the_signatures_answer_what_the_model_predicts_on_examples(models):
+    rows = helpers.tabular_rows(4)
+    expected = _predicted(models, rows)
+    loaded = tf.saved_model.load(str(models["tabular"]))
+    serialized = tf.constant(export_classify.serialized_examples(_columns(rows)))
+    income = loaded.signatures["classify_income"](inputs=serialized)
+    probability = expected["income"].reshape(-1)
+    np.testing.assert_allclose(
+        income["scores"], np.stack([1 - probability, probability], 1), atol=1e-6
+    )
+    assert income["classes"].numpy().tolist() == [[b"<=50K", b">50K"]] * 4
+    regress = loaded.signatures["regress_marital_status"](inputs=serialized)
+    np.testing.assert_allclose(
+        regress["outputs"], expected["marital_status"].reshape(-1), atol=1e-6
+    )
+    images = helpers.image_batch(2)
+    image = tf.saved_model.load(str(models["image"]))
+    fine = image.signatures["classify_fine"](
+        inputs=tf.constant(export_classify.serialized_examples({"image": images}))
+    )
+    np.testing.assert_allclose(
+        fine["scores"],
+        LoadedModel(models["image"]).predict({"image": images})["fine"],
+        atol=1e-6,
+    )
+    assert fine["classes"].numpy()[0].tolist() == [str(i).encode() for i in range(12)]
+
+
+def test_an_input_of_unknown_shape_cannot_get_classify_signatures():
+    inputs = {"tokens": keras.Input((None,), name="tokens")}
+    outputs = {
+        "y": keras.layers.Dense(1)(
+            keras.layers.GlobalAveragePooling1D()(
+                keras.layers.Reshape((-1, 1))(inputs["tokens"])
+            )
+        )
+    }
+    with pytest.raises(ValueError, match="input 'tokens' has shape \\(None,\\)"):
+        export_classify.feature_spec(keras.Model(inputs, outputs))
+
+
+def test_grpc_classify_and_regress_answer_the_model_s_outputs(stub, models):
+    rows = helpers.tabular_rows(3)
+    expected = _predicted(models, rows)
+    response = stub.Classify(_request("classify", "classify_income", rows), timeout=30)
+    assert response.model_spec.name == "tabular"
+    assert response.model_spec.version.value == 1
+    assert response.model_spec.signature_name == "classify_income"
+    for row, classifications in enumerate(response.result.classifications):
+        assert [c.label for c in classifications.classes] == INCOME_CLASSES
+        assert classifications.classes[1].score == pytest.approx(
+            float(expected["income"][row, 0]), abs=1e-6
+        )
+    response = stub.Regress(
+        _request("regress", "regress_marital_status", rows), timeout=30
+    )
+    assert [r.value for r in response.result.regressions] == pytest.approx(
+        expected["marital_status"].reshape(-1).tolist(), abs=1e-6
+    )
+
+
+def test_a_context_is_merged_into_every_example(stub, models):
+    rows = helpers.tabular_rows(2)
+    request = classification_pb2.ClassificationRequest()
+    request.model_spec.name = "tabular"
+    request.model_spec.signature_name = "classify_income"
+    with_context = request.input.example_list_with_context
+    (context,) = export_classify.examples({"workclass": np.array(["Self-emp-not-inc"])})
+    with_context.context.CopyFrom(context)
+    # the first Example's own workclass wins over the context's
+    partial = [
+        {"age": row["age"], "hours-per-week": row["hours-per-week"]} for row in rows
+    ]
+    with_context.examples.extend(export_classify.examples(_columns(partial)))
+    with_context.examples[0].features.feature["workclass"].bytes_list.value.append(
+        rows[0]["workclass"].encode()
+    )
+    assert rows[0]["workclass"] != "Self-emp-not-inc"
+    merged = [rows[0], {**partial[1], "workclass": "Self-emp-not-inc"}]
+    expected = _predicted(models, merged)["income"].reshape(-1)
+    response = stub.Classify(request, timeout=30)
+    scores = [c.classes[1].score for c in response.result.classifications]
+    assert scores == pytest.approx(expected.tolist(), abs=1e-6)
+
+
+def test_multi_inference_runs_each_task_on_the_same_examples(stub, models):
+    rows = helpers.tabular_rows(2)
+    expected = _predicted(models, rows)
+    request = inference_pb2.MultiInferenceRequest()
+    for signature, method in (
+        ("classify_income", CLASSIFY),
+        ("regress_marital_status", REGRESS),
+    ):
+        task = request.tasks.add()
+        task.model_spec.name = "tabular"
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    request.input.example_list.examples.extend(export_classify.examples(_columns(rows)))
+    response = stub.MultiInference(request, timeout=30)
+    classify, regress = response.results
+    assert classify.model_spec.signature_name == "classify_income"
+    assert regress.model_spec.signature_name == "regress_marital_status"
+    assert [
+        c.classes[1].score for c in classify.classification_result.classifications
+    ] == pytest.approx(expected["income"].reshape(-1).tolist(), abs=1e-6)
+    assert [r.value for r in regress.regression_result.regressions] == pytest.approx(
+        expected["marital_status"].reshape(-1).tolist(), abs=1e-6
+    )
+
+
+def _multi(tasks, rows=True):
+    request = inference_pb2.MultiInferenceRequest()
+    for model, signature, method in tasks:
+        task = request.tasks.add()
+        task.model_spec.name = model
+        task.model_spec.signature_name = signature
+        task.method_name = method
+    if rows:
+        request.input.example_list.examples.extend(
+            export_classify.examples(_columns(helpers.tabular_rows(1)))
+        )
+    return request
+
+
+@pytest.mark.parametrize(
+    "call, code, fragment",
+    [
+        (
+            lambda stub: stub.Classify(
+                _request("classify", "serving_default", helpers.tabular_rows(1)),
+                timeout=30,
+            ),
+            "INVALID_ARGUMENT",
+            "Expected classification signature method_name to be "
+            "tensorflow/serving/classify. Was: tensorflow/serving/predict",
+        ),
+        (
+            lambda stub: stub.Regress(
+                _request("regress", "classify_income", helpers.tabular_rows(1)),
+                timeout=30,
+            ),
+            "INVALID_ARGUMENT",
+            "Expected regression signature method_name to be "
+            "tensorflow/serving/regress. Was: tensorflow/serving/classify",
+        ),
+        (
+            lambda stub: stub.Classify(
+                _request(
+                    "classify", "classify_income", helpers.tabular_rows(1)
+                ).__class__(model_spec={"name": "tabular"}),
+                timeout=30,
+            ),
+            "INVALID_ARGUMENT",
+            "Input is empty.",
+        ),
+        (
+            lambda stub: stub.Classify(
+                _request("classify", "classify_income", [{"age": 30.0}]), timeout=30
+            ),
+            "INVALID_ARGUMENT",
+            "Feature: hours-per-week (data type: float) is required",
+        ),
+        (
+            lambda stub: stub.Classify(
+                _request("classify", "nope", helpers.tabular_rows(1)), timeout=30
+            ),
+            "INVALID_ARGUMENT",
+            "No signature was found with the name: nope",
+        ),
+        (
+            lambda stub: stub.MultiInference(_multi([]), timeout=30),
+            "INVALID_ARGUMENT",
+            "Found no tasks in MultiInference request.",
+        ),
+        (
+            lambda stub: stub.MultiInference(
+                _multi(
+                    [
+                        ("tabular", "classify_income", CLASSIFY),
+                        ("image", "classify_fine", CLASSIFY),
+                    ]
+                ),
+                timeout=30,
+            ),
+            "INVALID_ARGUMENT",
+            "must access the same model name",
+        ),
+        (
+            lambda stub: stub.MultiInference(
+                _multi(
+                    [
+                        ("tabular", "classify_income", CLASSIFY),
+                        ("tabular", "classify_income", CLASSIFY),
+                    ]
+                ),
+                timeout=30,
+            ),
+            "INVALID_ARGUMENT",
+            "Duplicate evaluation of signature: classify_income",
+        ),
+        (
+            lambda stub: stub.MultiInference(
+                _multi([("tabular", "serving_default", "tensorflow/serving/predict")]),
+                timeout=30,
+            ),
+            "UNIMPLEMENTED",
+            "Unsupported signature method_name: tensorflow/serving/predict",
+        ),
+        (
+            lambda stub: stub.MultiInference(
+                _multi([("nope", "classify_income", CLASSIFY)]), timeout=30
+            ),
+            "NOT_FOUND",
+            "nope",
+        ),
+    ],
+)
+def test_grpc_errors_name_what_is_wrong(stub, call, code, fragment):
+    with pytest.raises(grpc.RpcError) as caught:
+        call(stub)
+    assert caught.value.code().name == code
+    assert fragment in caught.value.details()
+    # and the server goes on answering
+    assert stub.Classify(
+        _request("classify", "classify_income", helpers.tabular_rows(1)), timeout=30
+    ).result.classifications
+
+
+def test_rest_classify_and_regress_answer_as_grpc_does(server, stub, models):
+    rows = helpers.tabular_rows(3)
+    status, body = _post(
+        server,
+        "/v1/models/tabular:classify",
+        {"signature_name": "classify_income", "examples": rows},
+    )
+    assert status == 200
+    response = stub.Classify(_request("classify", "classify_income", rows), timeout=30)
+    assert body == {
+        "result": [
+            [[c.label, pytest.approx(c.score, abs=1e-7)] for c in row.classes]
+            for row in response.result.classifications
+        ]
+    }
+    status, body = _post(
+        server,
+        "/v1/models/tabular/versions/1:regress",
+        {
+            "signature_name": "regress_marital_status",
+            "context": {"workclass": rows[0]["workclass"]},
+            "examples": [
+                {"age": row["age"], "hours-per-week": [row["hours-per-week"]]}
+                for row in rows[:1]
+            ],
+        },
+    )
+    assert status == 200
+    assert body["result"] == pytest.approx(
+        _predicted(models, rows[:1])["marital_status"].reshape(-1).tolist(), abs=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "example, fragment",
+    [
+        (
+            {"age": 30, "hours-per-week": 40.0, "workclass": "Private"},
+            "Key: age, Index: 0.  Data types don't match. Data type: int64 but "
+            "expected type: float",
+        ),
+        (
+            {"hours-per-week": 40.0, "workclass": "Private"},
+            "Feature: age (data type: float) is required but could not be found.",
+        ),
+        (
+            {"age": [30.0, 31.0], "hours-per-week": 40.0, "workclass": "Private"},
+            "Key: age, Index: 0.  Number of float values != expected.",
+        ),
+        (
+            {"age": [30.0, "x"], "hours-per-week": 40.0, "workclass": "Private"},
+            "Unexpected element type in feature: age expecting type: float",
+        ),
+    ],
+)
+def test_rest_errors_name_the_feature(server, example, fragment):
+    status, body = _post(
+        server,
+        "/v1/models/tabular:classify",
+        {"signature_name": "classify_income", "examples": [example]},
+    )
+    assert status == 400
+    assert fragment in body["error"]
+
+
+@pytest.mark.parametrize(
+    "outputs, fragment",
+    [
+        ({"scores": np.zeros((2, 3), np.float64)}, "scores Tensor of DT_FLOAT"),
+        ({"classes": np.zeros((2, 3), np.float32)}, "classes Tensor of DT_STRING"),
+        ({"scores": np.zeros((3, 2), np.float32)}, "for 2 examples but got [3, 2]"),
+        ({"scores": np.zeros((2,), np.float32)}, "[batch_size num_classes]"),
+        (
+            {
+                "scores": np.zeros((2, 3), np.float32),
+                "classes": np.full((2, 2), b"a", object),
+            },
+            "should match in shape: [2, 2] vs [2, 3]",
+        ),
+    ],
+)
+def test_classify_outputs_are_checked_as_tf_serving_checks_them(outputs, fragment):
+    with pytest.raises(ServingError) as caught:
+        inference.classification(outputs, 2)
+    assert fragment in caught.value.message
+
+
+def test_classify_and_regress_answers_take_either_output_and_both_shapes():
+    scores_only = inference.classification({"scores": np.eye(2, dtype=np.float32)}, 2)
+    assert scores_only.labels is None and (scores_only.rows, scores_only.width) == (
+        2,
+        2,
+    )
+    assert json.loads(json_response.classification_to_json(scores_only)) == {
+        "result": [[["", 1.0], ["", 0.0]], [["", 0.0], ["", 1.0]]]
+    }
+    classes_only = inference.classification(
+        {"classes": np.array([[b"a", b"b"]], object)}, 1
+    )
+    assert json.loads(json_response.classification_to_json(classes_only)) == {
+        "result": [[["a", 0.0], ["b", 0.0]]]
+    }
+    for values in (np.ones(3, np.float32), np.ones((3, 1), np.float32)):
+        assert inference.regression({"outputs": values}, 3).tolist() == [1.0] * 3
+    with pytest.raises(ServingError, match=r"\[batch_size\] for 3 examples"):
+        inference.regression({"outputs": np.ones((3, 2), np.float32)}, 3)
