@@ -247,6 +247,7 @@ def export_saved_model(
         )
     inputs = inputs if inputs is not None else sample_inputs(model)
     signature_inputs = None
+    model_warmup = warmup  # the model's own inputs, for tf.Example records
     if image_input == "bytes":
         image_name, _ = find_image_input(model)
         # The check compares decoded 8-bit images, which is what bytes carry.
@@ -280,7 +281,12 @@ def export_saved_model(
         }
         metadata_path(temporary).parent.mkdir(exist_ok=True)
         metadata_path(temporary).write_text(json.dumps(record, indent=1, default=str))
-        write_warmup_requests(temporary, warmup)
+        write_warmup_requests(
+            temporary,
+            warmup,
+            signature_names(classify_tasks) if classify_tasks else None,
+            model_warmup,
+        )
         _verify(temporary, model, inputs, atol, signature_inputs)
         if classify_tasks:
             verify_classify(temporary, model, inputs, classify_tasks, atol)

@@ -14,6 +14,7 @@ from tensorflow.core.protobuf import fingerprint_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
+    prediction_log_pb2,
     prediction_service_pb2_grpc,
     regression_pb2,
 )
@@ -24,11 +25,14 @@ from keras_mtl.compat.tf_saved_model import fingerprint_bytes
 from keras_mtl.saved_model import LoadedModel, read_signature_defs
 from keras_mtl.serving import (
     ModelServer,
+    ModelSpec,
     ServedModelConfig,
     ServingError,
     inference,
     json_response,
 )
+from keras_mtl.serving.predictor import Predictor
+from keras_mtl.serving.warmup import warmup_examples, warmup_file
 
 import serving_helpers as helpers
 
@@ -72,9 +76,14 @@ def models(tmp_path_factory):
         {"name": task.name, "kind": task.kind, "class_names": None}
         for task in image_config.tasks
     ]
+    specs = {t.name: tf.TensorSpec(t.shape, t.dtype) for t in tabular.inputs}
     return {
         "tabular": keras_mtl.export_saved_model(
-            tabular, base, "tabular", classify_tasks=_tabular_tasks(config)
+            tabular,
+            base,
+            "tabular",
+            classify_tasks=_tabular_tasks(config),
+            warmup=helpers.columns(helpers.tabular_rows(2, seed=7), specs),
         ),
         "image": keras_mtl.export_saved_model(
             image, base, "image", classify_tasks=image_tasks
@@ -499,3 +508,122 @@ def test_classify_and_regress_answers_take_either_output_and_both_shapes():
         assert inference.regression({"outputs": values}, 3).tolist() == [1.0] * 3
     with pytest.raises(ServingError, match=r"\[batch_size\] for 3 examples"):
         inference.regression({"outputs": np.ones((3, 2), np.float32)}, 3)
+
+
+def _records(path):
+    return [
+        prediction_log_pb2.PredictionLog.FromString(serialized)
+        for serialized in tf.data.TFRecordDataset(
+            str(warmup_file(path))
+        ).as_numpy_iterator()
+    ]
+
+
+def test_warmup_records_cover_the_classify_and_regress_signatures(models):
+    records = _records(models["tabular"])
+    kinds = [
+        (r.WhichOneof("log_type"), getattr(r, r.WhichOneof("log_type")).request)
+        for r in records
+    ]
+    assert [(kind, r.model_spec.signature_name) for kind, r in kinds] == [
+        ("predict_log", "serving_default"),
+        ("regress_log", "regress_marital_status"),
+        ("classify_log", "classify_income"),
+    ] * 2
+    rows = helpers.tabular_rows(2, seed=7)
+    expected = export_classify.examples(_columns(rows))
+    for row in range(2):
+        for _, request in kinds[3 * row + 1 : 3 * row + 3]:
+            (example,) = request.input.example_list.examples
+            assert example == expected[row]
+    # the first record of each signature warms it up at each batch size
+    loaded = LoadedModel(models["tabular"])
+    first = warmup_examples(models["tabular"], loaded.signature_inputs)
+    assert first["classify_income"]["inputs"].tolist() == [
+        expected[0].SerializeToString()
+    ]
+    assert sorted(first) == sorted(
+        ["serving_default", "regress_marital_status", "classify_income"]
+    )
+
+
+def test_the_server_replays_classify_regress_and_multi_inference_records(
+    models, tmp_path, monkeypatch
+):
+    """Every record kind but session runs is replayed before the version
+    serves; a multi-inference record naming a predict signature fails the
+    load with the record's number."""
+    calls = []
+    real_predict = Predictor.predict
+
+    def counting(self, servable, signature_name, inputs, *args, **kwargs):
+        calls.append(signature_name or "serving_default")
+        return real_predict(self, servable, signature_name, inputs, *args, **kwargs)
+
+    monkeypatch.setattr(Predictor, "predict", counting)
+    model_dir = tmp_path / "tabular"
+    helpers.copy_version(models["tabular"], model_dir, 1)
+    config = ServedModelConfig("tabular", str(model_dir))
+    with ModelServer([config], rest_api_port=0, grpc_port=0, poll_wait_seconds=0):
+        pass
+    assert calls == ["serving_default", "regress_marital_status", "classify_income"] * 2
+
+    examples = export_classify.examples(_columns(helpers.tabular_rows(1)))
+    tasks = (("classify_income", CLASSIFY), ("serving_default", "x"))
+    for count, fails in ((1, False), (2, True)):
+        multi = prediction_log_pb2.PredictionLog()
+        request = multi.multi_inference_log.request
+        for signature, method in tasks[:count]:
+            task = request.tasks.add()
+            task.model_spec.signature_name, task.method_name = signature, method
+        request.input.example_list.examples.extend(examples)
+        with tf.io.TFRecordWriter(str(warmup_file(model_dir / "1"))) as writer:
+            writer.write(multi.SerializeToString())
+        calls.clear()
+        with ModelServer(
+            [config], rest_api_port=0, grpc_port=0, poll_wait_seconds=0
+        ) as server:
+            [state] = server.registry.status(ModelSpec("tabular"))
+        if fails:
+            assert state.state == "END"
+            assert "Warm-up record 0 failed: Unsupported method_name" in (
+                state.error_message
+            )
+        else:
+            assert state.state == "AVAILABLE"
+            assert calls == ["classify_income"]
+
+
+def test_an_image_bytes_export_gets_classify_signatures_over_pixels(tmp_path):
+    """`serving_default` takes encoded images, the classify signatures the
+    pixels as float features; both get warm-up records."""
+    keras.utils.set_random_seed(0)
+    config = keras_mtl.load_config(
+        "shapes", ["model.width=4", "model.depth=1", "model.head_units=8"]
+    )
+    model = keras_mtl.build_model(config, helpers.IMAGE_FEATURES)
+    images = helpers.image_batch(2)
+    path = keras_mtl.export_saved_model(
+        model,
+        tmp_path,
+        "image",
+        image_input="bytes",
+        classify_tasks=[{"name": "coarse", "kind": "multiclass", "class_names": None}],
+        warmup={"image": images},
+    )
+    records = _records(path)
+    assert [r.WhichOneof("log_type") for r in records] == [
+        "predict_log",
+        "classify_log",
+    ] * 2
+    assert list(records[0].predict_log.request.inputs) == ["image_bytes"]
+    (example,) = records[1].classify_log.request.input.example_list.examples
+    assert example.features.feature["image"].float_list.value == pytest.approx(
+        images[0].reshape(-1).tolist()
+    )
+    scores = tf.saved_model.load(str(path)).signatures["classify_coarse"](
+        inputs=tf.constant(export_classify.serialized_examples({"image": images}))
+    )["scores"]
+    np.testing.assert_allclose(
+        scores, LoadedModel(path).run({"image": images}, "serve")["coarse"], atol=1e-6
+    )

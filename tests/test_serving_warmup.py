@@ -134,3 +134,8 @@ def test_export_run_writes_warmup_examples_rows_of_the_test_split(tmp_path):
     np.testing.assert_array_equal(np.concatenate(ages), batch["age"].numpy()[:2])
     with pytest.raises(ValueError, match="export.warmup_examples"):
         keras_mtl.load_config("adult", ["export.warmup_examples=1001"])
+    # with a classify or regress signature per task, a row is 3 records
+    with_signatures = ["export.classify_signatures=true", "export.warmup_examples="]
+    keras_mtl.load_config("adult", [with_signatures[0], with_signatures[1] + "333"])
+    with pytest.raises(ValueError, match=r"in \[0, 333\].*each row is 3 records"):
+        keras_mtl.load_config("adult", [with_signatures[0], with_signatures[1] + "334"])

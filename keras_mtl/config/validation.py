@@ -74,7 +74,7 @@ def validate(config, source):
         )
     _validate_weighting(config, source)
     _validate_tuning(config.tuning, source)
-    _validate_export(config.export, source)
+    _validate_export(config.export, source, len(config.tasks))
 
 
 def _validate_data(data, source):
@@ -255,13 +255,24 @@ def _validate_link(config, source):
         )
 
 
-def _validate_export(export, source):
+def _validate_export(export, source, tasks):
     _one_of(source, "export.image_input", export.image_input, IMAGE_INPUTS)
-    if not 0 <= export.warmup_examples <= 1000:
+    # one record per row, and one per row for each task's classify / regress
+    # signature
+    signatures = 1 + (tasks if export.classify_signatures else 0)
+    most = 1000 // signatures
+    if not 0 <= export.warmup_examples <= most:
         _fail(
             source,
             "export.warmup_examples",
-            "in [0, 1000] (TF Serving replays at most 1000 warm-up records)",
+            f"in [0, {most}] (TF Serving replays at most 1000 warm-up records"
+            + (
+                f"; each row is {signatures} records with "
+                "export.classify_signatures = true"
+                if signatures > 1
+                else ""
+            )
+            + ")",
             export.warmup_examples,
         )
 

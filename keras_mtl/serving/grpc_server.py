@@ -231,7 +231,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _examples(self, request, context):
         """(the request's serialized Examples, deadline), their size held in
         the budget until the block ends."""
-        serialized = inference.serialized_input(request.input)
+        serialized = inference.serialize_input(request.input)
         size = sum(len(example) for example in serialized)
         if self.budget is not None:
             self.budget.reserve_or_raise(size)

@@ -66,7 +66,7 @@ def serialize_examples(examples, context=None):
     )
 
 
-def serialized_input(input_proto):
+def serialize_input(input_proto):
     """`serialize_examples` of a `tensorflow.serving.Input` proto."""
     kind = input_proto.WhichOneof("kind")
     if kind == "example_list":

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
+from keras_mtl.serving import inference
 from keras_mtl.serving.byte_budget import ByteBudget
 from keras_mtl.serving.http_server import HttpServer
 from keras_mtl.serving.metrics import Metrics
@@ -237,10 +238,15 @@ class ModelServer:
         """Replays the version's warm-up records, then runs each signature at
         the batch sizes batching will use; returns what it did, for the log."""
         calls = replay_warmup_records(
-            servable, self.predictor.predict, self.warmup_iterations
+            servable,
+            self.predictor.predict,
+            self.warmup_iterations,
+            lambda servable, name, method, serialized: inference.classify_regress(
+                self.predictor, servable, name, method, serialized
+            ),
         )
         sizes = self.batching.warmup_batch_sizes() if self.batching else [1]
-        examples = warmup_examples(servable.path)
+        examples = warmup_examples(servable.path, servable.model.signature_inputs)
         for key, specs in servable.model.signature_inputs.items():
             if not specs:
                 continue

@@ -1,11 +1,11 @@
 """Replaying `assets.extra/tf_serving_warmup_requests` before a version serves.
 
 TF Serving's `--enable_model_warmup`: the file is a TFRecord of
-`PredictionLog` protos (at most 1,000); each `predict_log.request` is run
+`PredictionLog` protos (at most 1,000); each request of a predict,
+classify, regress or multi-inference log is run
 `--num_request_iterations_for_warmup` times against the new version before
 it is swapped in, and a record that fails fails the load, as in TF Serving.
-Records of other kinds (classify, regress, multi-inference, session run)
-fail it too: keras-mtl serve answers Predict only.
+A session-run log fails it too: keras-mtl serve does not run sessions.
 """
 
 import logging
@@ -13,11 +13,25 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_mtl.saved_model import SIGNATURE, WARMUP_FILE
+from keras_mtl.saved_model import (
+    CLASSIFY_METHOD,
+    REGRESS_METHOD,
+    SIGNATURE,
+    WARMUP_FILE,
+)
+from keras_mtl.serving.inference import serialize_input
+from keras_mtl.serving.status import ServingError
 
 logger = logging.getLogger("keras_mtl.serving")
 
 MAX_WARMUP_RECORDS = 1000
+# Log kinds run through Classify / Regress, and the method each runs.
+_INFERENCE_LOGS = {
+    "classify_log": "classify",
+    "regress_log": "regress",
+    "multi_inference_log": None,
+}
+_METHODS = {CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}
 
 
 def warmup_file(version_dir):
@@ -54,7 +68,7 @@ def read_warmup_records(version_dir):
     return records
 
 
-def replay_warmup_records(servable, predict, iterations=1):
+def replay_warmup_records(servable, predict, iterations=1, classify_regress=None):
     """Runs the version's warm-up records; returns how many calls ran.
 
     Args:
@@ -62,37 +76,80 @@ def replay_warmup_records(servable, predict, iterations=1):
         predict: `predict(servable, signature_name, inputs)`, the server's
             checked model call (`Predictor.predict`).
         iterations: Runs of each record (`--num_request_iterations_for_warmup`).
+        classify_regress: `classify_regress(servable, signature_name, method,
+            serialized)` (method "classify" or "regress", `serialized` the
+            request's serialized Examples) for classify, regress and
+            multi-inference logs; None refuses them.
 
     Raises:
-        ValueError: For a record that is not a predict log, or that fails;
-            the load fails with it.
+        ValueError: For a record of a kind that cannot be run, or that
+            fails; the load fails with it.
     """
     calls = 0
     for index, record in enumerate(read_warmup_records(servable.path)):
-        kind = record.WhichOneof("log_type")
-        if kind != "predict_log":
-            raise ValueError(f"Unsupported log_type for warmup: {kind}")
-        request = record.predict_log.request
-        inputs = {alias: tf.make_ndarray(t) for alias, t in request.inputs.items()}
-        for _ in range(iterations):
-            try:
-                predict(servable, request.model_spec.signature_name, inputs)
-            except Exception as error:  # the load fails with the record's error
-                raise ValueError(f"Warm-up record {index} failed: {error}") from None
-            calls += 1
+        try:
+            runs = _runs(record, predict, classify_regress)
+            for _ in range(iterations):
+                for run in runs:
+                    run(servable)
+                calls += 1
+        except Exception as error:  # the load fails with the record's error
+            raise ValueError(f"Warm-up record {index} failed: {error}") from None
     return calls
 
 
-def warmup_examples(version_dir):
+def _runs(record, predict, classify_regress):
+    """The calls one warm-up record makes, each `run(servable)`."""
+    kind = record.WhichOneof("log_type")
+    if kind == "predict_log":
+        request = record.predict_log.request
+        inputs = {alias: tf.make_ndarray(t) for alias, t in request.inputs.items()}
+        name = request.model_spec.signature_name
+        return [lambda servable: predict(servable, name, inputs)]
+    if kind not in _INFERENCE_LOGS or classify_regress is None:
+        raise ValueError(f"Unsupported log_type for warmup: {kind}")
+    request = getattr(record, kind).request
+    serialized = serialize_input(request.input)
+    if kind == "multi_inference_log":
+        tasks = [
+            (task.model_spec.signature_name, _METHODS.get(task.method_name))
+            for task in request.tasks
+        ]
+    else:
+        tasks = [(request.model_spec.signature_name, _INFERENCE_LOGS[kind])]
+    if any(method is None for _, method in tasks):
+        raise ValueError(f"Unsupported method_name for warmup in {kind}")
+    return [
+        lambda servable, name=name, method=method: classify_regress(
+            servable, name, method, serialized
+        )
+        for name, method in tasks
+    ]
+
+
+def warmup_examples(version_dir, signature_inputs):
     """Signature key -> the inputs of its first warm-up record, for the
-    synthetic warm-up at each batch size (`ModelServer`)."""
+    synthetic warm-up at each batch size (`ModelServer`); a classify or
+    regress record's Examples are the input of its signature's one input
+    (`signature_inputs`: key -> input name -> spec)."""
     examples = {}
     for record in read_warmup_records(version_dir):
-        request = record.predict_log.request
+        kind = record.WhichOneof("log_type")
+        if kind not in ("predict_log", "classify_log", "regress_log"):
+            continue
+        request = getattr(record, kind).request
         key = request.model_spec.signature_name or SIGNATURE
-        if record.WhichOneof("log_type") == "predict_log" and key not in examples:
+        if key in examples:
+            continue
+        if kind == "predict_log":
             examples[key] = {
                 alias: tf.make_ndarray(tensor)
                 for alias, tensor in request.inputs.items()
             }
+        elif len(signature_inputs.get(key, ())) == 1:
+            (alias,) = signature_inputs[key]
+            try:
+                examples[key] = {alias: serialize_input(request.input)}
+            except ServingError:
+                continue  # an empty Input: the replay has refused it already
     return examples
