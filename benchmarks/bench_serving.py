@@ -62,12 +62,21 @@ def _export_models(base_dir):
     keras.utils.set_random_seed(0)
     tabular = [NumericFeature(name, 10.0, 100.0) for name in NUMERIC]
     tabular += [CategoricalFeature(name, vocab) for name, vocab in CATEGORICAL.items()]
-    adult = keras_mtl.build_model(keras_mtl.load_config("adult"), tabular)
+    config = keras_mtl.load_config("adult")
+    adult = keras_mtl.build_model(config, tabular)
     shapes = keras_mtl.build_model(
         keras_mtl.load_config("shapes"), [ImageFeature("image", (32, 32, 3))]
     )
     return {
-        "adult": keras_mtl.export_saved_model(adult, base_dir, "adult"),
+        "adult": keras_mtl.export_saved_model(
+            adult,
+            base_dir,
+            "adult",
+            classify_tasks=[
+                {"name": task.name, "kind": task.kind, "class_names": None}
+                for task in config.tasks
+            ],
+        ),
         "shapes": keras_mtl.export_saved_model(shapes, base_dir, "shapes"),
     }
 
@@ -219,6 +228,41 @@ class _Contenders:
             self._one_thread.close()
 
 
+CLASSIFY_SIGNATURE = "classify_income"
+
+
+class _ClassifyContenders(_Contenders):
+    """Classify calls of the adult model's `classify_income` signature: the
+    signature in-process on serialized Examples made beforehand, REST
+    `:classify` and gRPC Classify."""
+
+    def __init__(self, loaded, batch, rest_port, grpc_port, rng):
+        import tensorflow as tf
+        from tensorflow_serving.apis import classification_pb2
+
+        from keras_mtl.export_classify import examples
+
+        rows = _rows("adult", batch, rng)
+        columns = _columns(rows, loaded.input_specs)
+        protos = examples(columns)
+        serialized = tf.constant([e.SerializeToString() for e in protos])
+        signature = loaded.signatures[CLASSIFY_SIGNATURE]
+        body = json.dumps({"signature_name": CLASSIFY_SIGNATURE, "examples": rows})
+        body = body.encode()
+        self.path = "/v1/models/adult:classify"
+        request = classification_pb2.ClassificationRequest()
+        request.model_spec.name = "adult"
+        request.model_spec.signature_name = CLASSIFY_SIGNATURE
+        request.input.example_list.examples.extend(protos)
+        self.calls = {
+            "in-process": lambda: signature(inputs=serialized),
+            "REST": lambda client: self._rest(client, body),
+            "gRPC": lambda client: client._stubs()[0].Classify(request, timeout=60),
+        }
+        self.rest_port, self.grpc_port = rest_port, grpc_port
+        self._one_thread = None
+
+
 # Calls left out of the percentiles at the start of each round: the first
 # call after another contender's round finds the server idle and its caches
 # cold, and with 100 calls a round those first calls alone are the p99. The
@@ -364,6 +408,7 @@ def run(quick=False):
     batched, batched_rest, batched_grpc = _start_server(base, batching)
     one_thread, one_thread_rest, one_thread_grpc = _start_server(base, flags=ONE_THREAD)
     latency_rows, throughput_rows, record = [], [], {"latency": {}, "throughput": {}}
+    classify_rows = []
     try:
         for model in ("adult", "shapes"):
             for batch in (1, 64):
@@ -409,6 +454,30 @@ def run(quick=False):
                         ),
                     ]
                 )
+            if model == "adult":
+                for batch in (1, 64):
+                    contenders = _ClassifyContenders(
+                        loaded[model], batch, plain_rest, plain_grpc, rng
+                    )
+                    samples, _ = _latency(contenders, rounds, calls)
+                    p50 = {k: _percentile(v, 50) for k, v in samples.items()}
+                    p99 = {k: _percentile(v, 99) for k, v in samples.items()}
+                    record.setdefault("classify", {})[f"adult/{batch}"] = {
+                        "p50_ms": p50,
+                        "p99_ms": p99,
+                    }
+                    classify_rows.append(
+                        [
+                            batch,
+                            f"{p50['in-process']:.3f} / {p99['in-process']:.3f}",
+                            *(
+                                f"{p50[api]:.3f} / {p99[api]:.3f} "
+                                f"(+{p50[api] - p50['in-process']:.3f}, "
+                                f"{p50[api] / p50['in-process']:.2f}x)"
+                                for api in ("REST", "gRPC")
+                            ),
+                        ]
+                    )
             contenders = _Contenders(
                 loaded[model], model, 1, plain_rest, plain_grpc, rng
             )
@@ -481,6 +550,20 @@ def run(quick=False):
                     "first call of a round, p50: in-process / REST / gRPC",
                 ],
                 latency_rows,
+            ),
+            "Classify (adult, `classify_income` over serialized `tf.Example`s), "
+            "latency in ms, p50 / p99 (same rounds; in-process: the signature "
+            "called on the serialized Examples made beforehand; REST `:classify` "
+            "and gRPC Classify to the same server, which also builds the "
+            "Examples' bytes and the `ClassificationResult`):",
+            harness.markdown_table(
+                [
+                    "batch",
+                    "in-process",
+                    "REST (- in-process p50, ratio)",
+                    "gRPC (- in-process p50, ratio)",
+                ],
+                classify_rows,
             ),
             f"Throughput in batch-1 requests/s ({seconds:.0f} s per case, median "
             f"of {throughput_rounds}); batched: max_batch_size 128, "
