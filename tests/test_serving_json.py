@@ -463,3 +463,27 @@ def test_classify_bodies_become_examples_as_tf_serving_makes_them():
     assert features["f"].int64_list.value == [-(2**63)]
     # past 64 bits an integer is a double to TF Serving's parser: a float
     assert features["g"].float_list.value == [float(2**64)]
+
+
+@pytest.mark.parametrize("with_orjson", [True, False])
+def test_a_lone_surrogate_escape_is_a_parse_error_not_a_fault(monkeypatch, with_orjson):
+    """JSON may spell a UTF-16 surrogate on its own (`"\\ud800"`), which no
+    UTF-8 string holds: refused as rapidjson refuses it, wherever it is (a
+    NaN token sends the body to the json module, which accepts it)."""
+    from keras_mtl.serving import json_predict
+
+    if not with_orjson:
+        monkeypatch.setattr(json_predict, "orjson", None)
+    for text in (
+        '{"instances": ["\\ud800"], "x": NaN}',
+        '{"instances": [{"\\udc00": 1}]}',
+        '{"signature_name": "a\\uDBFFb", "examples": [{"a": 1}]}',
+        '{"examples": [{"a": ["x", "\\ud83d"]}]}',
+    ):
+        with pytest.raises(ServingError) as caught:
+            parse_json(text.encode())
+        assert caught.value.code == Code.INVALID_ARGUMENT
+        assert "The surrogate pair in string is invalid" in caught.value.message
+    # a pair is one character; an escaped backslash before "ud800" is no escape
+    document = parse_json(b'{"a": ["\\ud83d\\ude00", "\\\\ud800"], "b": NaN}')
+    assert document["a"] == ["\U0001f600", "\\ud800"]

@@ -19,6 +19,7 @@ body = tensors_to_json(outputs, request.format)
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -81,6 +82,30 @@ def _loads_fast(text):
         return None
 
 
+# A \uD800-\uDFFF escape: the json module decodes one that is not half of
+# a pair to a lone surrogate, which no UTF-8 string holds; rapidjson (and
+# orjson) refuse the document.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(document):
+    """Whether a string (or key) of `document` holds a lone surrogate."""
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(value, dict):
+            stack.extend(value)
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return False
+
+
 @dataclasses.dataclass
 class PredictRequest:
     """A decoded `:predict` body: the signature, the tensors and the format."""
@@ -108,6 +133,10 @@ def parse_json(body):
     try:
         if document is None:
             document = json.loads(body)
+            if _SURROGATE_ESCAPE.search(body) and _has_lone_surrogate(document):
+                raise invalid_argument(
+                    "JSON Parse error: The surrogate pair in string is invalid."
+                )
     except json.JSONDecodeError as error:
         reason = _PARSE_ERRORS.get(error.msg, error.msg)
         raise invalid_argument(
