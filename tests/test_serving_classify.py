@@ -24,6 +24,7 @@ from keras_mtl import export_classify
 from keras_mtl.compat.tf_saved_model import fingerprint_bytes
 from keras_mtl.saved_model import LoadedModel, read_signature_defs
 from keras_mtl.serving import (
+    Client,
     ModelServer,
     ModelSpec,
     ServedModelConfig,
@@ -539,9 +540,8 @@ def test_warmup_records_cover_the_classify_and_regress_signatures(models):
     # the first record of each signature warms it up at each batch size
     loaded = LoadedModel(models["tabular"])
     first = warmup_examples(models["tabular"], loaded.signature_inputs)
-    assert first["classify_income"]["inputs"].tolist() == [
-        expected[0].SerializeToString()
-    ]
+    (serialized,) = first["classify_income"]["inputs"].tolist()
+    assert tf.train.Example.FromString(serialized) == expected[0]
     assert sorted(first) == sorted(
         ["serving_default", "regress_marital_status", "classify_income"]
     )
@@ -627,3 +627,27 @@ def test_an_image_bytes_export_gets_classify_signatures_over_pixels(tmp_path):
     np.testing.assert_allclose(
         scores, LoadedModel(path).run({"image": images}, "serve")["coarse"], atol=1e-6
     )
+
+
+def test_the_client_classifies_and_regresses_alike_over_rest_and_grpc(server, models):
+    rows = helpers.tabular_rows(3)
+    expected = _predicted(models, rows)
+    with Client(server.rest_url, grpc=server.grpc_target) as client:
+        rest = client.classify("tabular", rows, "classify_income")
+        grpc_answer = client.grpc_classify("tabular", rows, "classify_income")
+        assert [[label for label, _ in row] for row in rest] == [INCOME_CLASSES] * 3
+        assert [[label for label, _ in row] for row in grpc_answer] == [
+            INCOME_CLASSES
+        ] * 3
+        for answer in (rest, grpc_answer):
+            assert [row[1][1] for row in answer] == pytest.approx(
+                expected["income"].reshape(-1).tolist(), abs=1e-6
+            )
+        context = {"workclass": rows[0]["workclass"]}
+        partial = [{k: v for k, v in rows[0].items() if k != "workclass"}]
+        for call in (client.regress, client.grpc_regress):
+            assert call(
+                "tabular", partial, "regress_marital_status", context=context, version=1
+            ) == pytest.approx([float(expected["marital_status"][0, 0])], abs=1e-6)
+        with pytest.raises(ServingError, match="expecting type: float"):
+            client.grpc_classify("tabular", [{"age": [1.0, "x"]}], "classify_income")

@@ -136,6 +136,35 @@ class Client:
         )
         return answer["predictions"] if instances is not None else answer["outputs"]
 
+    def classify(
+        self, model, examples, signature_name, context=None, version=None, label=None
+    ):
+        """POST ...:classify: `examples` (one dict of feature -> value or list
+        of values per Example; TF Serving's typing: a float feature's values
+        are written with a decimal point) and an optional `context` shared by
+        all; answers `[[label, score], ...]` per Example."""
+        return self._inference(
+            "classify", model, examples, signature_name, context, version, label
+        )
+
+    def regress(
+        self, model, examples, signature_name, context=None, version=None, label=None
+    ):
+        """POST ...:regress: as `classify`; answers one value per Example."""
+        return self._inference(
+            "regress", model, examples, signature_name, context, version, label
+        )
+
+    def _inference(
+        self, method, model, examples, signature_name, context, version, label
+    ):
+        body = {"signature_name": signature_name, "examples": examples}
+        if context is not None:
+            body["context"] = context
+        body = json.dumps(body, default=_jsonable).encode()
+        path = _model_path(model, version, label) + f":{method}"
+        return self._json("POST", path, body)["result"]
+
     # gRPC
 
     def _stubs(self):
@@ -204,6 +233,51 @@ class Client:
         response = self._grpc_call(prediction.Predict, request)
         return {name: tf.make_ndarray(t) for name, t in response.outputs.items()}
 
+    def grpc_classify(
+        self, model, examples, signature_name, context=None, version=None, label=None
+    ):
+        """PredictionService.Classify: `examples` and `context` as in
+        `classify` (or `tf.train.Example` protos); answers `[[label, score],
+        ...]` per Example, as `classify` does."""
+        from tensorflow_serving.apis import classification_pb2
+
+        prediction, _ = self._stubs()
+        request = classification_pb2.ClassificationRequest()
+        self._fill_inference(
+            request, model, examples, signature_name, context, version, label
+        )
+        response = self._grpc_call(prediction.Classify, request)
+        return [
+            [[item.label, item.score] for item in row.classes]
+            for row in response.result.classifications
+        ]
+
+    def grpc_regress(
+        self, model, examples, signature_name, context=None, version=None, label=None
+    ):
+        """PredictionService.Regress: as `grpc_classify`; answers one value
+        per Example."""
+        from tensorflow_serving.apis import regression_pb2
+
+        prediction, _ = self._stubs()
+        request = regression_pb2.RegressionRequest()
+        self._fill_inference(
+            request, model, examples, signature_name, context, version, label
+        )
+        response = self._grpc_call(prediction.Regress, request)
+        return [item.value for item in response.result.regressions]
+
+    def _fill_inference(
+        self, request, model, examples, signature_name, context, version, label
+    ):
+        self._model_spec(request.model_spec, model, version, label, signature_name)
+        if context is not None:
+            target = request.input.example_list_with_context
+            target.context.CopyFrom(_as_example(context))
+        else:
+            target = request.input.example_list
+        target.examples.extend(_as_example(example) for example in examples)
+
     def grpc_metadata(self, model, version=None, label=None):
         """PredictionService.GetModelMetadata: the GetModelMetadataResponse."""
         from tensorflow_serving.apis import get_model_metadata_pb2
@@ -237,6 +311,18 @@ class Client:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+def _as_example(value):
+    """A `tf.train.Example` from one, or from a dict of feature -> value(s)
+    typed as TF Serving types a REST `:classify` body's."""
+    import tensorflow as tf
+
+    if isinstance(value, tf.train.Example):
+        return value
+    from keras_mtl.serving.json_predict import example_from_json
+
+    return example_from_json(json.loads(json.dumps(value, default=_jsonable)))
 
 
 def _jsonable(value):

@@ -471,6 +471,14 @@ def _example(value, example):
             getattr(feature, kind).value.extend(items)
 
 
+def example_from_json(value):
+    """A `tf.train.Example` from one JSON object of a `:classify` /
+    `:regress` body (feature -> value or list of values)."""
+    example = tf.train.Example()
+    _example(value, example)
+    return example
+
+
 def classify_regress_request_from_json(body, method):
     """A `:classify` / `:regress` body -> (signature name, its Examples, its
     context Example or None), as `tf.train.Example` protos."""
@@ -478,8 +486,7 @@ def classify_regress_request_from_json(body, method):
     signature_name = _signature_name(document)
     context = None
     if "context" in document:
-        context = tf.train.Example()
-        _example(document["context"], context)
+        context = example_from_json(document["context"])
     if "examples" not in document:
         raise format_error(
             document,
@@ -490,8 +497,4 @@ def classify_regress_request_from_json(body, method):
         raise format_error(document, "Expecting 'examples' value to be an list/array")
     if not examples:
         raise format_error(document, "'examples' value is an empty array")
-    parsed = []
-    for value in examples:
-        parsed.append(tf.train.Example())
-        _example(value, parsed[-1])
-    return signature_name, parsed, context
+    return signature_name, [example_from_json(value) for value in examples], context
