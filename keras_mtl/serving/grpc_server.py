@@ -6,9 +6,10 @@ against it. Predict, GetModelMetadata and GetModelStatus share the
 `Predictor` with the REST API and give the same answers and the same errors
 (as gRPC status codes). Classify, Regress and MultiInference run classify
 and regress signatures on `tf.Example`s (`keras_mtl.serving.inference`);
-HandleReloadConfigRequest answers UNIMPLEMENTED. Without batching the server is grpcio's synchronous
-one; with batching it is a `grpc.aio` server whose `Predict` awaits its batch
-on the event loop (`BatchingPredictionService`, `AioServer`).
+HandleReloadConfigRequest answers UNIMPLEMENTED. Without batching the server
+is grpcio's synchronous one; with batching it is a `grpc.aio` server whose
+`Predict` awaits its batch on the event loop (`BatchingPredictionService`,
+`AioServer`).
 """
 
 import asyncio

@@ -216,10 +216,10 @@ def check_tasks(request):
 
 
 def multi_inference(predictor, request, serialized, resolve, deadline=None):
-    """[(task, signature key, `classify_regress` answer)] for `request` (a
-    `MultiInferenceRequest` that passed `check_tasks`): each task's
-    classify or regress signature run on the same Examples, the servable
-    `resolve(model_spec)` of the first task's `ModelSpec` proto."""
+    """(servable, [(task, signature key, `classify_regress` answer)]) for
+    `request` (a `MultiInferenceRequest` that passed `check_tasks`): each
+    task's classify or regress signature run on the same Examples of the
+    servable `resolve(model_spec)` of the first task's `ModelSpec` proto."""
     servable = resolve(request.tasks[0].model_spec)
     inputs = {
         check_signature(servable, task.model_spec.signature_name, task.method_name)[2]
