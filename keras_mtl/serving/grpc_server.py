@@ -368,7 +368,7 @@ def make_grpc_server(
     (`BatchingPredictionService`): on the synchronous server each waiting
     call held a thread, and with 16 clients of the adult model batching
     gained 1.24x over the unbatched server where the aio one gains
-    1.46-1.59x over seven runs (`benchmarks/bench_serving.py`,
+    1.46-1.59x over eight runs (`benchmarks/bench_serving.py`,
     docs/serving.md). Either has
     `stop(grace)`, returning an event set once stopped.
     """
