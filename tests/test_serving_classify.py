@@ -321,10 +321,10 @@ def _multi(tasks, rows=True):
             "tensorflow/serving/regress. Was: tensorflow/serving/classify",
         ),
         (
-            lambda stub: stub.Classify(
-                _request(
-                    "classify", "classify_income", helpers.tabular_rows(1)
-                ).__class__(model_spec={"name": "tabular"}),
+            lambda stub: stub.Classify(  # no Examples
+                classification_pb2.ClassificationRequest(
+                    model_spec={"name": "tabular", "signature_name": "classify_income"}
+                ),
                 timeout=30,
             ),
             "INVALID_ARGUMENT",
