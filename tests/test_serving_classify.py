@@ -2,6 +2,8 @@
 served over gRPC and REST as TF Serving serves them."""
 
 import json
+import threading
+import time
 import urllib.error
 import urllib.request
 
@@ -24,6 +26,7 @@ from keras_mtl import export_classify
 from keras_mtl.compat.tf_saved_model import fingerprint_bytes
 from keras_mtl.saved_model import LoadedModel, read_signature_defs
 from keras_mtl.serving import (
+    BatchingParameters,
     Client,
     ModelServer,
     ModelSpec,
@@ -651,3 +654,54 @@ def test_the_client_classifies_and_regresses_alike_over_rest_and_grpc(server, mo
             ) == pytest.approx([float(expected["marital_status"][0, 0])], abs=1e-6)
         with pytest.raises(ServingError, match="expecting type: float"):
             client.grpc_classify("tabular", [{"age": [1.0, "x"]}], "classify_income")
+
+
+def test_a_batched_server_merges_classify_requests_and_answers_each_its_rows(
+    models,
+):
+    with ModelServer(
+        [ServedModelConfig("tabular", str(models["tabular"].parent))],
+        rest_api_port=helpers.free_port(),
+        grpc_port=helpers.free_port(),
+        poll_wait_seconds=0,
+        batching=BatchingParameters(max_batch_size=16, num_batch_threads=1),
+    ) as server:
+        model = server.registry.resolve(ModelSpec("tabular")).model
+        real_run, sizes = model.run, []
+
+        def slow_run(tensors, signature_name="serving_default"):
+            if signature_name == "classify_income":
+                sizes.append(len(tensors["inputs"]))
+            time.sleep(0.01)  # lets batches form on a fast machine too
+            return real_run(tensors, signature_name)
+
+        model.run = slow_run
+        answers, failures = {}, []
+
+        def client_loop(index):
+            with Client(server.rest_url, grpc=server.grpc_target) as client:
+                call = client.classify if index % 2 else client.grpc_classify
+                for request in range(3):
+                    rows = helpers.tabular_rows(
+                        1 + index % 3, seed=10 * index + request
+                    )
+                    try:
+                        answers[(index, request)] = (
+                            rows,
+                            call("tabular", rows, "classify_income"),
+                        )
+                    except ServingError as error:
+                        failures.append(error)
+
+        threads = [threading.Thread(target=client_loop, args=(i,)) for i in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert failures == [] and len(answers) == 24
+    assert max(sizes) > 3  # requests of 1 to 3 Examples were merged
+    for rows, answer in answers.values():
+        expected = _predicted(models, rows)["income"].reshape(-1)
+        assert [row[1][1] for row in answer] == pytest.approx(
+            expected.tolist(), abs=1e-6
+        )
