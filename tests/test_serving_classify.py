@@ -45,67 +45,25 @@ REGRESS = "tensorflow/serving/regress"
 INCOME_CLASSES = ["<=50K", ">50K"]
 
 
-def _tabular_tasks(config):
-    return [
-        {
-            "name": task.name,
-            "kind": task.kind,
-            "class_names": INCOME_CLASSES if task.kind == "binary" else None,
-        }
-        for task in config.tasks
-    ]
-
-
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     """A tabular model with a regression and a binary head, and an image model
     with two multiclass heads, exported with classify signatures."""
     base = tmp_path_factory.mktemp("saved_models")
-    keras.utils.set_random_seed(0)
-    config = keras_mtl.load_config(
-        "adult",
-        [
-            "model.width=8",
-            "model.depth=1",
-            "model.head_units=8",
-            'tasks.0.kind="regression"',
-        ],
-    )
-    tabular = keras_mtl.build_model(config, helpers.TABULAR_FEATURES)
-    image_config = keras_mtl.load_config(
-        "shapes", ["model.width=4", "model.depth=1", "model.head_units=8"]
-    )
-    image = keras_mtl.build_model(image_config, helpers.IMAGE_FEATURES)
-    image_tasks = [
-        {"name": task.name, "kind": task.kind, "class_names": None}
-        for task in image_config.tasks
-    ]
-    specs = {t.name: tf.TensorSpec(t.shape, t.dtype) for t in tabular.inputs}
     return {
-        "tabular": keras_mtl.export_saved_model(
-            tabular,
+        "tabular": helpers.export_tabular(
             base,
-            "tabular",
-            classify_tasks=_tabular_tasks(config),
-            warmup=helpers.columns(helpers.tabular_rows(2, seed=7), specs),
+            overrides=['tasks.0.kind="regression"'],
+            class_names={"income": INCOME_CLASSES},
+            rows=helpers.tabular_rows(2, seed=7),
         ),
-        "image": keras_mtl.export_saved_model(
-            image, base, "image", classify_tasks=image_tasks
-        ),
+        "image": helpers.export_image(base, class_names={}),
     }
 
 
 @pytest.fixture(scope="module")
 def server(models):
-    configs = [
-        ServedModelConfig(name, str(path.parent)) for name, path in models.items()
-    ]
-    with ModelServer(
-        configs,
-        rest_api_port=helpers.free_port(),
-        grpc_port=helpers.free_port(),
-        poll_wait_seconds=0,
-    ) as server:
+    with helpers.model_server(models) as server:
         yield server
 
 
@@ -143,8 +101,19 @@ def _request(kind, signature, rows, model="tabular"):
     )
     request.model_spec.name = model
     request.model_spec.signature_name = signature
-    request.input.example_list.examples.extend(export_classify.examples(_columns(rows)))
+    if rows:
+        examples = export_classify.examples(_columns(rows))
+        request.input.example_list.examples.extend(examples)
     return request
+
+
+def _call(kind, signature, rows=None):
+    """A Classify or Regress call (`kind`) of `signature` of the tabular
+    model on `rows` (default: one row) as Examples."""
+    request = _request(
+        kind, signature, helpers.tabular_rows(1) if rows is None else rows
+    )
+    return lambda stub: getattr(stub, kind.capitalize())(request, timeout=30)
 
 
 def test_the_export_marks_each_head_s_signature_for_tf_serving(models):
@@ -288,111 +257,72 @@ def test_multi_inference_runs_each_task_on_the_same_examples(stub, models):
     )
 
 
-def _multi(tasks, rows=True):
+def _multi_call(*tasks):
+    """A MultiInference call of `tasks` ((model, signature[, method]); the
+    method is classify by default) on one Example."""
     request = inference_pb2.MultiInferenceRequest()
-    for model, signature, method in tasks:
+    for model, signature, *method in tasks:
         task = request.tasks.add()
         task.model_spec.name = model
         task.model_spec.signature_name = signature
-        task.method_name = method
-    if rows:
-        request.input.example_list.examples.extend(
-            export_classify.examples(_columns(helpers.tabular_rows(1)))
-        )
-    return request
+        task.method_name = method[0] if method else CLASSIFY
+    request.input.example_list.examples.extend(
+        export_classify.examples(_columns(helpers.tabular_rows(1)))
+    )
+    return lambda stub: stub.MultiInference(request, timeout=30)
 
 
 @pytest.mark.parametrize(
     "call, code, fragment",
     [
         (
-            lambda stub: stub.Classify(
-                _request("classify", "serving_default", helpers.tabular_rows(1)),
-                timeout=30,
-            ),
+            _call("classify", "serving_default"),
             "INVALID_ARGUMENT",
             "Expected classification signature method_name to be "
             "tensorflow/serving/classify. Was: tensorflow/serving/predict",
         ),
         (
-            lambda stub: stub.Regress(
-                _request("regress", "classify_income", helpers.tabular_rows(1)),
-                timeout=30,
-            ),
+            _call("regress", "classify_income"),
             "INVALID_ARGUMENT",
             "Expected regression signature method_name to be "
             "tensorflow/serving/regress. Was: tensorflow/serving/classify",
         ),
         (
-            lambda stub: stub.Classify(  # no Examples
-                classification_pb2.ClassificationRequest(
-                    model_spec={"name": "tabular", "signature_name": "classify_income"}
-                ),
-                timeout=30,
-            ),
+            _call("classify", "classify_income", rows=[]),
             "INVALID_ARGUMENT",
             "Input is empty.",
         ),
         (
-            lambda stub: stub.Classify(
-                _request("classify", "classify_income", [{"age": 30.0}]), timeout=30
-            ),
+            _call("classify", "classify_income", rows=[{"age": 30.0}]),
             "INVALID_ARGUMENT",
             "Feature: hours-per-week (data type: float) is required",
         ),
         (
-            lambda stub: stub.Classify(
-                _request("classify", "nope", helpers.tabular_rows(1)), timeout=30
-            ),
+            _call("classify", "nope"),
             "INVALID_ARGUMENT",
             "No signature was found with the name: nope",
         ),
         (
-            lambda stub: stub.MultiInference(_multi([]), timeout=30),
+            _multi_call(),
             "INVALID_ARGUMENT",
             "Found no tasks in MultiInference request.",
         ),
         (
-            lambda stub: stub.MultiInference(
-                _multi(
-                    [
-                        ("tabular", "classify_income", CLASSIFY),
-                        ("image", "classify_fine", CLASSIFY),
-                    ]
-                ),
-                timeout=30,
-            ),
+            _multi_call(("tabular", "classify_income"), ("image", "classify_fine")),
             "INVALID_ARGUMENT",
             "must access the same model name",
         ),
         (
-            lambda stub: stub.MultiInference(
-                _multi(
-                    [
-                        ("tabular", "classify_income", CLASSIFY),
-                        ("tabular", "classify_income", CLASSIFY),
-                    ]
-                ),
-                timeout=30,
-            ),
+            _multi_call(("tabular", "classify_income"), ("tabular", "classify_income")),
             "INVALID_ARGUMENT",
             "Duplicate evaluation of signature: classify_income",
         ),
         (
-            lambda stub: stub.MultiInference(
-                _multi([("tabular", "serving_default", "tensorflow/serving/predict")]),
-                timeout=30,
-            ),
+            _multi_call(("tabular", "serving_default", "tensorflow/serving/predict")),
             "UNIMPLEMENTED",
             "Unsupported signature method_name: tensorflow/serving/predict",
         ),
-        (
-            lambda stub: stub.MultiInference(
-                _multi([("nope", "classify_income", CLASSIFY)]), timeout=30
-            ),
-            "NOT_FOUND",
-            "nope",
-        ),
+        (_multi_call(("nope", "classify_income")), "NOT_FOUND", "nope"),
     ],
 )
 def test_grpc_errors_name_what_is_wrong(stub, call, code, fragment):

@@ -17,7 +17,7 @@ from tensorflow_serving.apis import (
 )
 
 from keras_mtl.saved_model import LoadedModel
-from keras_mtl.serving import Client, ModelServer, ServedModelConfig, ServingError
+from keras_mtl.serving import Client, ServingError
 from keras_mtl.serving.predictor import op_error_message
 
 import serving_helpers as helpers
@@ -34,16 +34,7 @@ def models(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(models):
-    configs = [
-        ServedModelConfig(name, str(path.parent), version_labels={"stable": 1})
-        for name, path in models.items()
-    ]
-    with ModelServer(
-        configs,
-        rest_api_port=helpers.free_port(),
-        grpc_port=helpers.free_port(),
-        poll_wait_seconds=0,
-    ) as server:
+    with helpers.model_server(models, version_labels={"stable": 1}) as server:
         yield server
 
 
