@@ -109,9 +109,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         servable = self.predictor.servable(spec)
         dims = {alias: tensor_dims(tensor) for alias, tensor in request.inputs.items()}
         size = check_decoded_size(request.inputs, self.max_tensor_bytes, dims)
-        if self.budget is not None:
-            self.budget.reserve_or_raise(size)
-        try:
+        with self._held(size):
             inputs, deadline = self._inputs(request, context, dims)
             filter_ = list(request.output_filter)
             yield (
@@ -119,6 +117,15 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 servable,
                 (servable, spec.signature_name, inputs, filter_, deadline),
             )
+
+    @contextlib.contextmanager
+    def _held(self, size):
+        """`size` bytes held in the budget (when there is one) until the
+        block ends."""
+        if self.budget is not None:
+            self.budget.reserve_or_raise(size)
+        try:
+            yield
         finally:
             if self.budget is not None:
                 self.budget.release(size)
@@ -133,9 +140,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 inputs[alias] = to_ndarray(tensor, dims[alias])
             except Exception:  # a TensorProto that does not parse
                 raise invalid_argument(f"tensor parsing error: {alias}") from None
-        remaining = context.time_remaining()
-        deadline = time.monotonic() + remaining if remaining is not None else None
-        return inputs, deadline
+        return inputs, _deadline(context)
 
     def GetModelMetadata(self, request, context):
         return _call(context, lambda: self._metadata(request))
@@ -233,18 +238,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """(the request's serialized Examples, deadline), their size held in
         the budget until the block ends."""
         serialized = inference.serialize_input(request.input)
-        size = sum(len(example) for example in serialized)
-        if self.budget is not None:
-            self.budget.reserve_or_raise(size)
-        try:
-            remaining = context.time_remaining()
-            yield (
-                serialized,
-                (time.monotonic() + remaining if remaining is not None else None),
-            )
-        finally:
-            if self.budget is not None:
-                self.budget.release(size)
+        with self._held(sum(len(example) for example in serialized)):
+            yield serialized, _deadline(context)
+
+
+def _deadline(context):
+    """The call's deadline as a `time.monotonic()` time, or None."""
+    remaining = context.time_remaining()
+    return time.monotonic() + remaining if remaining is not None else None
 
 
 def _fill_model_spec(model_spec, servable, key):

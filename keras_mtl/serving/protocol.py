@@ -170,6 +170,12 @@ class RestApi:
         servable = self.predictor.servable(spec)
         return json.dumps(metadata_json(servable), indent=1).encode()
 
+    def _deadline(self):
+        """When a batched call stops waiting (`time.monotonic()`), or None."""
+        if self.timeout_seconds:
+            return time.monotonic() + self.timeout_seconds
+        return None
+
     def _predict(self, spec, body):
         resolved = []
 
@@ -179,11 +185,11 @@ class RestApi:
 
         with paused_gc(len(body)):
             request = json_predict.predict_request_from_json(body, input_infos)
-        deadline = None
-        if self.timeout_seconds:
-            deadline = time.monotonic() + self.timeout_seconds
         outputs = self.predictor.predict(
-            resolved[0], request.signature_name, request.inputs, deadline=deadline
+            resolved[0],
+            request.signature_name,
+            request.inputs,
+            deadline=self._deadline(),
         )
         return json_predict.tensors_to_json(outputs, request.format)
 
@@ -192,16 +198,13 @@ class RestApi:
             json_predict.classify_regress_request_from_json(body, method)
         )
         servable = self.predictor.servable(spec)
-        deadline = None
-        if self.timeout_seconds:
-            deadline = time.monotonic() + self.timeout_seconds
         _, answer = inference.classify_regress(
             self.predictor,
             servable,
             signature_name,
             method,
             inference.serialize_examples(examples, context),
-            deadline,
+            self._deadline(),
         )
         if method == "classify":
             return json_response.classification_to_json(answer)
