@@ -36,6 +36,7 @@ from keras_mtl.export_classify import (
 )
 from keras_mtl.export_classify import verify as verify_classify
 from keras_mtl.export_image_bytes import (
+    add_serve_endpoint,
     encode_png,
     find_image_input,
     write_image_bytes_export,
@@ -44,7 +45,6 @@ from keras_mtl.export_warmup import warmup_rows, write_warmup_requests
 from keras_mtl.models.esmm import serving_model
 from keras_mtl.run_directory import check_writable_dir, pid_alive
 from keras_mtl.saved_model import (
-    FLOAT_SIGNATURE,
     IMAGE_BYTES_INPUT,
     SIGNATURE,
     list_versions,
@@ -124,7 +124,7 @@ def _without_tensorflow_info_logs():
 
 def _verify(version_dir, model, inputs, atol, signature_inputs=None):
     """Compares `serving_default` on `signature_inputs` (default: `inputs`)
-    with the in-memory model on `inputs`."""
+    with the in-memory model on `inputs`; returns the reloaded SavedModel."""
     loaded = tf.saved_model.load(str(version_dir))
     signature = loaded.signatures[SIGNATURE]
     reloaded = signature(**(inputs if signature_inputs is None else signature_inputs))
@@ -141,6 +141,7 @@ def _verify(version_dir, model, inputs, atol, signature_inputs=None):
                 f"Output {name!r} of the reloaded SavedModel differs from the "
                 f"model's by {difference:.3g} (> {atol})."
             )
+    return loaded
 
 
 def write_float_export(model, path, add_endpoints):
@@ -148,16 +149,7 @@ def write_float_export(model, path, add_endpoints):
     same), with the endpoints `add_endpoints(archive)` adds."""
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        FLOAT_SIGNATURE,
-        lambda inputs: model(inputs, training=False),
-        input_signature=[
-            {
-                tensor.name: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
-                for tensor in model.inputs
-            }
-        ],
-    )
+    add_serve_endpoint(archive, model)
     add_endpoints(archive)
     archive.write_out(str(path), verbose=False)
 
@@ -287,9 +279,9 @@ def export_saved_model(
             signature_names(classify_tasks) if classify_tasks else None,
             model_warmup,
         )
-        _verify(temporary, model, inputs, atol, signature_inputs)
+        loaded = _verify(temporary, model, inputs, atol, signature_inputs)
         if classify_tasks:
-            verify_classify(temporary, model, inputs, classify_tasks, atol)
+            verify_classify(loaded, model, inputs, classify_tasks, atol)
         version_dir = _rename_into_place(temporary, model_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

@@ -198,10 +198,9 @@ def serialized_examples(inputs):
     return np.array([e.SerializeToString() for e in examples(inputs)], dtype=object)
 
 
-def verify(export_dir, model, inputs, tasks, atol):
-    """Checks each classify / regress signature of the reloaded SavedModel
-    against `model` on `inputs` sent as Examples."""
-    loaded = tf.saved_model.load(str(export_dir))
+def verify(loaded, model, inputs, tasks, atol):
+    """Checks each classify / regress signature of `loaded` (the reloaded
+    SavedModel) against `model` on `inputs` sent as Examples."""
     expected = model(inputs, training=False)
     serialized = tf.constant(serialized_examples(inputs))
     for task in tasks:

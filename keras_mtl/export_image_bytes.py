@@ -57,25 +57,33 @@ def encode_png(pixels):
     return np.array([tf.io.encode_png(image).numpy() for image in pixels], object)
 
 
+def add_serve_endpoint(archive, model):
+    """Adds `serve` to `archive` (a `keras.export.ExportArchive` that tracks
+    `model`): the model on its own inputs, as `model.export` writes it."""
+    archive.add_endpoint(
+        FLOAT_SIGNATURE,
+        lambda inputs: model(inputs, training=False),
+        input_signature=[
+            {
+                tensor.name: tf.TensorSpec(tensor.shape, tensor.dtype, name=tensor.name)
+                for tensor in model.inputs
+            }
+        ],
+    )
+
+
 def write_image_bytes_export(model, path, add_endpoints=None):
     """Writes `model` to `path` with a bytes `serving_default` and the float
     `serve` signature (see the module docstring), and the endpoints
     `add_endpoints(archive)` adds, if given."""
     name, shape = find_image_input(model)
 
-    def from_pixels(inputs):
-        return model(inputs, training=False)
-
     def from_bytes(image_bytes):
         return model({name: decode_batch(image_bytes, shape)}, training=False)
 
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint(
-        FLOAT_SIGNATURE,
-        from_pixels,
-        input_signature=[{name: tf.TensorSpec((None, *shape), tf.float32, name=name)}],
-    )
+    add_serve_endpoint(archive, model)
     archive.add_endpoint(
         "serving_default",
         from_bytes,
