@@ -13,13 +13,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from keras_mtl.saved_model import (
-    CLASSIFY_METHOD,
-    REGRESS_METHOD,
-    SIGNATURE,
-    WARMUP_FILE,
-)
-from keras_mtl.serving.inference import serialize_input
+from keras_mtl.saved_model import SIGNATURE, WARMUP_FILE
+from keras_mtl.serving.inference import METHODS, serialize_input
 from keras_mtl.serving.status import ServingError
 
 logger = logging.getLogger("keras_mtl.serving")
@@ -31,7 +26,7 @@ _INFERENCE_LOGS = {
     "regress_log": "regress",
     "multi_inference_log": None,
 }
-_METHODS = {CLASSIFY_METHOD: "classify", REGRESS_METHOD: "regress"}
+_METHODS = {method_name: method for method, method_name in METHODS.items()}
 
 
 def warmup_file(version_dir):
