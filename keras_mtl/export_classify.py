@@ -39,10 +39,16 @@ import numpy as np
 import tensorflow as tf
 
 from keras_mtl.compat.tf_saved_model import rewrite_fingerprint
-from keras_mtl.saved_model import CLASSIFY_METHOD, REGRESS_METHOD, SERVE_TAG
+from keras_mtl.saved_model import (
+    CLASSES,
+    CLASSIFY_METHOD,
+    REGRESS_METHOD,
+    SCORES,
+    SERVE_TAG,
+)
+from keras_mtl.saved_model import CLASSIFY_INPUTS as INPUTS
+from keras_mtl.saved_model import REGRESS_OUTPUTS as OUTPUTS
 
-INPUTS = "inputs"  # TF Serving's CLASSIFY_INPUTS / REGRESS_INPUTS
-CLASSES, SCORES, OUTPUTS = "classes", "scores", "outputs"
 CLASSIFY_PREFIX, REGRESS_PREFIX = "classify_", "regress_"
 
 

@@ -28,6 +28,9 @@ SERVE_TAG = "serve"
 PREDICT_METHOD = "tensorflow/serving/predict"
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
+# The tensor names of TF Serving's classify and regress signatures.
+CLASSIFY_INPUTS = "inputs"  # (REGRESS_INPUTS too)
+CLASSES, SCORES, REGRESS_OUTPUTS = "classes", "scores", "outputs"
 
 
 class _QuietSanitizing(logging.Filter):

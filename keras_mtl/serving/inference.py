@@ -26,10 +26,16 @@ import dataclasses
 
 import numpy as np
 
-from keras_mtl.saved_model import CLASSIFY_METHOD, REGRESS_METHOD, SIGNATURE
+from keras_mtl.saved_model import (
+    CLASSES,
+    CLASSIFY_METHOD,
+    REGRESS_METHOD,
+    SCORES,
+    SIGNATURE,
+)
+from keras_mtl.saved_model import REGRESS_OUTPUTS as OUTPUTS
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
 
-CLASSES, SCORES, OUTPUTS = "classes", "scores", "outputs"
 METHODS = {"classify": CLASSIFY_METHOD, "regress": REGRESS_METHOD}
 _KINDS = {CLASSIFY_METHOD: "classification", REGRESS_METHOD: "regression"}
 
