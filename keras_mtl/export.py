@@ -31,7 +31,7 @@ from keras_mtl.config import resolve_path
 from keras_mtl.data.features import feature_to_dict
 from keras_mtl.export_classify import (
     add_classify_endpoints,
-    set_method_names,
+    finish_signatures,
     signature_names,
 )
 from keras_mtl.export_classify import verify as verify_classify
@@ -263,7 +263,7 @@ def export_saved_model(
             else:
                 model.export(str(temporary), format="tf_saved_model", verbose=False)
             if classify_tasks:
-                set_method_names(temporary, signature_names(classify_tasks))
+                finish_signatures(temporary, signature_names(classify_tasks))
         record = {
             **(metadata or {}),
             "library_versions": library_versions(),
@@ -281,7 +281,7 @@ def export_saved_model(
         )
         loaded = _verify(temporary, model, inputs, atol, signature_inputs)
         if classify_tasks:
-            verify_classify(loaded, model, inputs, classify_tasks, atol)
+            verify_classify(loaded, temporary, model, inputs, classify_tasks, atol)
         version_dir = _rename_into_place(temporary, model_dir)
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)

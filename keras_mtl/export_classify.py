@@ -33,6 +33,8 @@ loaded.signatures["classify_income"](inputs=tf.constant(examples))
 ```
 """
 
+import contextlib
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -142,9 +144,20 @@ def add_classify_endpoints(archive, model, tasks):
         )
 
 
-def set_method_names(export_dir, methods):
-    """Sets the method name of each signature of `methods` (name -> method)
-    in `export_dir/saved_model.pb`, then writes the fingerprint again."""
+def finish_signatures(export_dir, methods):
+    """Makes the signatures of `methods` (name -> method name) in
+    `export_dir/saved_model.pb` what TF Serving's Classify, Regress and
+    MultiInference expect, then writes the fingerprint again:
+
+    - each gets its method name (TF2 saves every signature as predict);
+    - all read one input tensor. TF2 gives each signature a placeholder of
+      its own (`classify_<task>_inputs`), and `tensorflow_model_server` runs
+      a MultiInference as one session run that feeds one tensor, refusing
+      signatures whose inputs differ. The graph's call of each signature is
+      rewired to the first one's placeholder and the others are removed.
+      `tf.saved_model.load` restores signatures from their functions, not
+      from this graph, and is unaffected.
+    """
     from tensorflow.core.protobuf import saved_model_pb2
 
     path = Path(export_dir) / "saved_model.pb"
@@ -153,14 +166,44 @@ def set_method_names(export_dir, methods):
     for meta_graph in saved_model.meta_graphs:
         if SERVE_TAG not in meta_graph.meta_info_def.tags:
             continue
+        signatures = meta_graph.signature_def
+        missing = sorted(set(methods) - set(signatures))
+        if missing:
+            raise RuntimeError(f"The export has no signatures {missing} to mark.")
         for name, method in methods.items():
-            if name not in meta_graph.signature_def:
-                raise RuntimeError(f"The export has no signature {name!r} to mark.")
-            meta_graph.signature_def[name].method_name = method
+            signatures[name].method_name = method
+        _share_input(meta_graph, [signatures[name].inputs[INPUTS] for name in methods])
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_bytes(saved_model.SerializeToString(deterministic=True))
     temporary.replace(path)
     rewrite_fingerprint(export_dir)
+
+
+def _share_input(meta_graph, infos):
+    """Points every TensorInfo of `infos` (placeholders of the meta graph)
+    at the first one's tensor, rewiring the graph's readers of the others
+    and removing them."""
+    shared = infos[0].name
+    shared_node = shared.split(":")[0]
+    replaced = {}
+    for info in infos[1:]:
+        node = info.name.split(":")[0]
+        replaced[node] = replaced[f"{node}:0"] = shared_node
+        info.name = shared
+    if not replaced:
+        return
+    graph = meta_graph.graph_def
+    placeholders = {n.name for n in graph.node if n.op == "Placeholder"}
+    if not {name for name in replaced if ":" not in name} <= placeholders:
+        raise RuntimeError(
+            "The classify / regress signatures' inputs are not placeholders of "
+            "the saved graph; export.classify_signatures cannot share them."
+        )
+    for node in graph.node:
+        node.input[:] = [replaced.get(name, name) for name in node.input]
+    kept = [n for n in graph.node if n.name not in replaced]
+    del graph.node[:]
+    graph.node.extend(kept)
 
 
 def _feature(values):
@@ -204,24 +247,73 @@ def serialized_examples(inputs):
     return np.array([e.SerializeToString() for e in examples(inputs)], dtype=object)
 
 
-def verify(loaded, model, inputs, tasks, atol):
-    """Checks each classify / regress signature of `loaded` (the reloaded
-    SavedModel) against `model` on `inputs` sent as Examples."""
-    expected = model(inputs, training=False)
-    serialized = tf.constant(serialized_examples(inputs))
+def _expected(model, inputs, tasks):
+    """Signature name -> what its answer's `scores` (or `outputs`) must be."""
+    outputs = model(inputs, training=False)
+    expected = {}
     for task in tasks:
-        name = task["name"]
-        value = np.asarray(expected[name], dtype=np.float32)
+        value = np.asarray(outputs[task["name"]], dtype=np.float32)
         if task["kind"] == "regression":
-            got = loaded.signatures[REGRESS_PREFIX + name](inputs=serialized)[OUTPUTS]
-            value = value.reshape(-1)
-        else:
-            got = loaded.signatures[CLASSIFY_PREFIX + name](inputs=serialized)[SCORES]
-            if task["kind"] == "binary":
-                value = np.concatenate([1.0 - value, value], axis=-1)
-        difference = np.max(np.abs(np.asarray(got) - value))
-        if not difference <= atol:
-            raise RuntimeError(
-                f"The {name!r} signature of the reloaded SavedModel differs from "
-                f"the model's output by {difference:.3g} (> {atol}) on Examples."
+            expected[REGRESS_PREFIX + task["name"]] = value.reshape(-1)
+        elif task["kind"] == "binary":
+            expected[CLASSIFY_PREFIX + task["name"]] = np.concatenate(
+                [1.0 - value, value], axis=-1
             )
+        else:
+            expected[CLASSIFY_PREFIX + task["name"]] = value
+    return expected
+
+
+def _check(where, name, got, value, atol):
+    difference = np.max(np.abs(np.asarray(got) - value))
+    if not difference <= atol:
+        raise RuntimeError(
+            f"The {name!r} signature {where} differs from the model's output by "
+            f"{difference:.3g} (> {atol}) on Examples."
+        )
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow():
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def verify(loaded, export_dir, model, inputs, tasks, atol):
+    """Checks each classify / regress signature against `model` on `inputs`
+    sent as Examples: called from `loaded` (the SavedModel reloaded with
+    `tf.saved_model.load`), and all at once in one session run of the saved
+    graph, feeding one tensor, as `tensorflow_model_server` runs a
+    MultiInference."""
+    expected = _expected(model, inputs, tasks)
+    serialized = serialized_examples(inputs)
+    for name, value in expected.items():
+        output = OUTPUTS if name.startswith(REGRESS_PREFIX) else SCORES
+        answer = loaded.signatures[name](inputs=tf.constant(serialized))[output]
+        _check("of the reloaded SavedModel", name, answer, value, atol)
+    with (
+        tf.Graph().as_default() as graph,
+        tf.compat.v1.Session(graph=graph) as session,
+        _quiet_tensorflow(),  # (the TF1 loader's deprecation warning)
+    ):
+        meta_graph = tf.compat.v1.saved_model.loader.load(
+            session, [SERVE_TAG], str(export_dir)
+        )
+        signatures = meta_graph.signature_def
+        feeds = {signatures[name].inputs[INPUTS].name for name in expected}
+        if len(feeds) != 1:
+            raise RuntimeError(f"The classify / regress signatures read {feeds}.")
+        fetches = {
+            name: signatures[name]
+            .outputs[OUTPUTS if name.startswith(REGRESS_PREFIX) else SCORES]
+            .name
+            for name in expected
+        }
+        answers = session.run(fetches, {feeds.pop(): serialized})
+    for name, value in expected.items():
+        _check("in one session run", name, answers[name], value, atol)

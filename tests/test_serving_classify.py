@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.protobuf import fingerprint_pb2
+from tensorflow.core.protobuf import fingerprint_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     inference_pb2,
@@ -133,6 +133,13 @@ def test_the_export_marks_each_head_s_signature_for_tf_serving(models):
         "classify_coarse",
         "classify_fine",
     }
+    # one input tensor for all, as TF Serving's MultiInference feeds one
+    inputs = {
+        s.inputs["inputs"].name
+        for name, s in signatures.items()
+        if name.startswith(("classify_", "regress_"))
+    }
+    assert len(inputs) == 1
     # the fingerprint is that of the edited saved_model.pb
     for path in models.values():
         assert _hashes((path / "fingerprint.pb").read_bytes()) == _hashes(
@@ -275,17 +282,15 @@ def _multi_call(*tasks):
 @pytest.mark.parametrize(
     "call, code, fragment",
     [
-        (
+        (  # TF Serving's default: a signature's shape decides, not its method
             _call("classify", "serving_default"),
             "INVALID_ARGUMENT",
-            "Expected classification signature method_name to be "
-            "tensorflow/serving/classify. Was: tensorflow/serving/predict",
+            "Expected one input Tensor.",
         ),
         (
             _call("regress", "classify_income"),
             "INVALID_ARGUMENT",
-            "Expected regression signature method_name to be "
-            "tensorflow/serving/regress. Was: tensorflow/serving/classify",
+            "Expected one output Tensor.",
         ),
         (
             _call("classify", "classify_income", rows=[]),
@@ -404,16 +409,28 @@ def test_rest_errors_name_the_feature(server, example, fragment):
 @pytest.mark.parametrize(
     "outputs, fragment",
     [
-        ({"scores": np.zeros((2, 3), np.float64)}, "scores Tensor of DT_FLOAT"),
-        ({"classes": np.zeros((2, 3), np.float32)}, "classes Tensor of DT_STRING"),
-        ({"scores": np.zeros((3, 2), np.float32)}, "for 2 examples but got [3, 2]"),
-        ({"scores": np.zeros((2,), np.float32)}, "[batch_size num_classes]"),
+        (
+            {"scores": np.zeros((2, 3), np.float64)},
+            "Expected scores Tensor of DT_FLOAT. Got: DT_DOUBLE",
+        ),
+        (
+            {"classes": np.zeros((2, 3), np.float32)},
+            "Expected classes Tensor of DT_STRING. Got: DT_FLOAT",
+        ),
+        (
+            {"scores": np.zeros((3, 2), np.float32)},
+            "Expected scores output batch size of 2. Got: 3",
+        ),
+        (
+            {"scores": np.zeros((2,), np.float32)},
+            "Expected Tensor shape: [batch_size num_classes] but got [2]",
+        ),
         (
             {
                 "scores": np.zeros((2, 3), np.float32),
                 "classes": np.full((2, 2), b"a", object),
             },
-            "should match in shape: [2, 2] vs [2, 3]",
+            "Tensors class and score should match in dim_size(1). Got 2 vs. 3",
         ),
     ],
 )
@@ -440,7 +457,7 @@ def test_classify_and_regress_answers_take_either_output_and_both_shapes():
     }
     for values in (np.ones(3, np.float32), np.ones((3, 1), np.float32)):
         assert inference.regression({"outputs": values}, 3).tolist() == [1.0] * 3
-    with pytest.raises(ServingError, match=r"\[batch_size\] for 3 examples"):
+    with pytest.raises(ServingError, match=r"\[batch_size, 1\] but got \[3,2\]"):
         inference.regression({"outputs": np.ones((3, 2), np.float32)}, 3)
 
 
@@ -635,3 +652,107 @@ def test_a_batched_server_merges_classify_requests_and_answers_each_its_rows(
         assert [row[1][1] for row in answer] == pytest.approx(
             expected.tolist(), abs=1e-6
         )
+
+
+@pytest.fixture(scope="module")
+def native(tmp_path_factory):
+    """A SavedModel as `tf.saved_model.save` writes it: two signatures of
+    classify shape, each reading its own placeholder; `serving_default` has
+    the predict method name, `other` one that is no TF Serving method."""
+
+    def classify(inputs):
+        x = tf.io.parse_example(inputs, {"x": tf.io.FixedLenFeature([], tf.float32)})
+        scores = tf.stack([tf.sigmoid(-x["x"]), tf.sigmoid(x["x"])], axis=1)
+        classes = tf.tile(tf.constant([["neg", "pos"]]), [tf.shape(scores)[0], 1])
+        return {"classes": classes, "scores": scores}
+
+    spec = [tf.TensorSpec([None], tf.string, name="inputs")]
+    module = tf.Module()
+    module.classify = tf.function(classify, input_signature=spec)
+    module.other = tf.function(classify, input_signature=spec)
+    path = tmp_path_factory.mktemp("native") / "native" / "1"
+    tf.saved_model.save(
+        module,
+        str(path),
+        signatures={"serving_default": module.classify, "other": module.other},
+    )
+    saved_model = saved_model_pb2.SavedModel.FromString(
+        (path / "saved_model.pb").read_bytes()
+    )
+    saved_model.meta_graphs[0].signature_def["other"].method_name = "custom/method"
+    (path / "saved_model.pb").write_bytes(saved_model.SerializeToString())
+    return path
+
+
+def _x_examples(*values):
+    return [{"x": value} for value in values]
+
+
+def test_method_names_are_checked_only_with_the_flag_as_in_tf_serving(native):
+    """Off (TF Serving's default), a signature of classify shape answers
+    Classify whatever its method name, and Predict runs any signature; on,
+    only signatures of the matching method name do."""
+    sigmoid = 1 / (1 + np.exp(-np.array([0.5, -2.0])))
+    for check in (False, True):
+        with (
+            helpers.model_server(
+                {"native": native}, enable_signature_method_name_check=check
+            ) as server,
+            Client(server.rest_url, grpc=server.grpc_target) as client,
+        ):
+            if check:
+                with pytest.raises(ServingError) as caught:
+                    client.classify("native", _x_examples(0.5), "serving_default")
+                assert caught.value.message == (
+                    "Expected classification signature method_name to be "
+                    "tensorflow/serving/classify. Was: tensorflow/serving/predict"
+                )
+                with pytest.raises(ServingError) as caught:
+                    client.grpc_classify("native", _x_examples(0.5), "other")
+                assert "Was: custom/method" in caught.value.message
+                with pytest.raises(ServingError, match="method_name to be one of"):
+                    _predict_other(client)
+                continue
+            for call in (client.classify, client.grpc_classify):
+                answer = call("native", _x_examples(0.5, -2.0), "serving_default")
+                assert [[label for label, _ in row] for row in answer] == [
+                    ["neg", "pos"]
+                ] * 2
+                assert [row[1][1] for row in answer] == pytest.approx(sigmoid.tolist())
+            assert _predict_other(client)["scores"].shape == (1, 2)
+            # each signature reads its own placeholder: one session run of
+            # TF Serving cannot feed both, and keras-mtl serve refuses alike
+            request = inference_pb2.MultiInferenceRequest()
+            for signature in ("serving_default", "other"):
+                task = request.tasks.add()
+                task.model_spec.name, task.model_spec.signature_name = (
+                    "native",
+                    signature,
+                )
+                task.method_name = CLASSIFY
+            request.input.example_list.examples.add()
+            with grpc.insecure_channel(server.grpc_target) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                with pytest.raises(grpc.RpcError) as caught:
+                    stub.MultiInference(request, timeout=30)
+            assert caught.value.details() == (
+                "Input tensor must be the same for all Signatures."
+            )
+
+
+def _predict_other(client):
+    (serialized,) = export_classify.serialized_examples({"x": np.array([1.0])})
+    return client.grpc_predict(
+        "native", {"inputs": np.array([serialized], object)}, signature_name="other"
+    )
+
+
+def test_the_export_checks_that_one_session_run_answers_every_head(
+    tmp_path, monkeypatch
+):
+    """Without the shared input the export's check fails before the version
+    is renamed into place."""
+    monkeypatch.setattr(export_classify, "_share_input", lambda *args: None)
+    with pytest.raises(RuntimeError, match="signatures read"):
+        helpers.export_tabular(tmp_path, class_names={})
+    assert list((tmp_path / "tabular").iterdir()) == []

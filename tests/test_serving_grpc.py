@@ -198,7 +198,8 @@ def test_classify_and_multi_inference_refuse_a_model_without_such_signatures(ser
         with pytest.raises(grpc.RpcError) as caught:
             stub.Classify(request, timeout=30)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert "Expected classification signature method_name" in caught.value.details()
+        # (three named inputs, not one of serialized Examples)
+        assert caught.value.details() == "Expected one input Tensor."
         with pytest.raises(grpc.RpcError) as caught:
             stub.MultiInference(inference_pb2.MultiInferenceRequest(), timeout=30)
         assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -387,16 +387,14 @@ DEEP = "[" * 3000 + "]" * 3000
             "/v1/models/tabular:classify",
             '{"examples": [{"age": 39.0}]}',
             400,
-            "Expected classification signature method_name to be "
-            "tensorflow/serving/classify. Was: tensorflow/serving/predict",
+            "Expected one input Tensor.",
         ),
         (
             "POST",
             "/v1/models/tabular:regress",
             '{"examples": [{"age": 39.0}]}',
             400,
-            "Expected regression signature method_name to be "
-            "tensorflow/serving/regress",
+            "Expected one input Tensor.",
         ),
         ("POST", "/v1/models/tabular:regress", '{"examples": []}', 400, "empty array"),
         (

@@ -113,6 +113,14 @@ def _add_model_flags(flag):
         help="runs of each warm-up record",
     )
     flag("--max_num_load_retries", type=int, default=5)
+    flag(
+        "--enable_signature_method_name_check",
+        type=_bool,
+        nargs="?",
+        const=True,
+        default=False,
+        help="Classify / Regress / Predict only on signatures of their method name",
+    )
 
 
 def _add_rest_flags(flag):
@@ -222,6 +230,7 @@ def server_from_args(args):
         num_request_iterations_for_warmup=args.num_request_iterations_for_warmup,
         max_num_load_retries=args.max_num_load_retries,
         ssl_config=ssl_config,
+        enable_signature_method_name_check=args.enable_signature_method_name_check,
     )
 
 

@@ -25,6 +25,8 @@ answer.labels, answer.scores  # [[b"<=50K", b">50K"], ...], [[0.8, 0.2], ...]
 import dataclasses
 
 import numpy as np
+import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from keras_mtl.saved_model import (
     CLASSES,
@@ -33,6 +35,7 @@ from keras_mtl.saved_model import (
     SCORES,
     SIGNATURE,
 )
+from keras_mtl.saved_model import CLASSIFY_INPUTS as INPUTS
 from keras_mtl.saved_model import REGRESS_OUTPUTS as OUTPUTS
 from keras_mtl.serving.status import Code, ServingError, invalid_argument
 
@@ -83,9 +86,13 @@ def serialize_input(input_proto):
     raise invalid_argument("Input is empty.")
 
 
-def check_signature(servable, signature_name, method_name):
-    """(key, SignatureDef, input name) of a classify / regress signature, or
-    TF Serving's error for one that is not."""
+def check_signature(servable, signature_name, method_name, method_name_check=False):
+    """(key, SignatureDef) of a classify or regress signature (`method_name`),
+    or TF Serving's error for one that is not: with `method_name_check`
+    (`--enable_signature_method_name_check`) its method name must be
+    `method_name`; either way it must have TF Serving's shape: one input,
+    `inputs`, and `classes` and/or `scores` (classify) or one `outputs`
+    (regress)."""
     key = signature_name or SIGNATURE
     signature_def = servable.model.signature_defs.get(key)
     if signature_def is None:
@@ -95,42 +102,70 @@ def check_signature(servable, signature_name, method_name):
             Code.UNIMPLEMENTED, f"Unsupported signature method_name: {method_name}"
         )
     kind = _KINDS[method_name]
-    if signature_def.method_name != method_name:
+    if method_name_check and signature_def.method_name != method_name:
         raise invalid_argument(
             f"Expected {kind} signature method_name to be {method_name}. Was: "
             f"{signature_def.method_name}"
         )
+    classify = method_name == CLASSIFY_METHOD
+    outputs = set(signature_def.outputs)
     if len(signature_def.inputs) != 1:
         raise invalid_argument("Expected one input Tensor.")
-    if method_name == CLASSIFY_METHOD:
-        outputs = set(signature_def.outputs)
-        if not outputs & {CLASSES, SCORES}:
-            raise invalid_argument(
-                f"Expected classification signature outputs to contain at least "
-                f"one of {CLASSES} or {SCORES}. Signature was: {sorted(outputs)}"
-            )
-    elif OUTPUTS not in signature_def.outputs:
-        raise invalid_argument(f"No output {OUTPUTS} in signature.")
-    (input_name,) = signature_def.inputs
-    return key, signature_def, input_name
-
-
-def _checked(name, array, dtype_kind, rows, ranks, expected):
-    if array.dtype.kind != dtype_kind or (
-        dtype_kind == "f" and array.dtype != np.float32
-    ):
+    if classify and len(outputs) not in (1, 2):
         raise invalid_argument(
-            f"Expected {name} Tensor of {expected}. Got: {array.dtype.name}"
+            f"Expected one or two output Tensors, found {len(outputs)}"
         )
-    if (
-        array.ndim not in ranks
-        or array.shape[0] != rows
-        or (array.ndim == 2 and ranks == (1, 2) and array.shape[1] != 1)
-    ):
+    if not classify and len(outputs) != 1:
+        raise invalid_argument("Expected one output Tensor.")
+    if INPUTS not in signature_def.inputs:
         raise invalid_argument(
-            f"Expected {name} Tensor shape "
-            + ("[batch_size num_classes]" if ranks == (2,) else "[batch_size]")
-            + f" for {rows} examples but got {list(array.shape)}"
+            f"No {kind} inputs found in SignatureDef: {_text(signature_def)}"
+        )
+    if classify and not outputs & {CLASSES, SCORES}:
+        raise invalid_argument(
+            "Expected classification signature outputs to contain at least one "
+            f'of "{CLASSES}" or "{SCORES}". Signature was: {_text(signature_def)}'
+        )
+    if not classify and OUTPUTS not in outputs:
+        raise invalid_argument(
+            f"No regression outputs found in SignatureDef: {_text(signature_def)}"
+        )
+    return key, signature_def
+
+
+def _text(signature_def):
+    """A SignatureDef as TF Serving's messages print it (DebugString)."""
+    return str(signature_def)
+
+
+def _dtype_name(array):
+    if array.dtype.kind in "OSU":
+        return "DT_STRING"
+    try:
+        return types_pb2.DataType.Name(tf.as_dtype(array.dtype).as_datatype_enum)
+    except TypeError:
+        return array.dtype.name
+
+
+def _shape_text(array):
+    return "[" + ",".join(str(size) for size in array.shape) + "]"
+
+
+def _checked_classes(name, array, rows, dtype, dtype_name):
+    """A classify output (`classes` or `scores`) checked as TF Serving's
+    PostProcessClassificationResult checks it."""
+    if array.ndim != 2:
+        raise invalid_argument(
+            "Expected Tensor shape: [batch_size num_classes] but got "
+            f"{_shape_text(array)}"
+        )
+    if not dtype(array):
+        raise invalid_argument(
+            f"Expected {name} Tensor of {dtype_name}. Got: {_dtype_name(array)}"
+        )
+    if array.shape[0] != rows:
+        raise invalid_argument(
+            f"Expected {name} output batch size of {rows}. Got: {array.shape[0]}"
         )
     return array
 
@@ -140,13 +175,29 @@ def classification(outputs, rows):
     classes = outputs.get(CLASSES)
     scores = outputs.get(SCORES)
     if classes is not None:
-        classes = _checked(CLASSES, np.asarray(classes), "O", rows, (2,), "DT_STRING")
+        classes = _checked_classes(
+            CLASSES,
+            np.asarray(classes),
+            rows,
+            lambda array: array.dtype.kind in "OSU",
+            "DT_STRING",
+        )
     if scores is not None:
-        scores = _checked(SCORES, np.asarray(scores), "f", rows, (2,), "DT_FLOAT")
-    if classes is not None and scores is not None and classes.shape != scores.shape:
+        scores = _checked_classes(
+            SCORES,
+            np.asarray(scores),
+            rows,
+            lambda array: array.dtype == np.float32,
+            "DT_FLOAT",
+        )
+    if (
+        classes is not None
+        and scores is not None
+        and classes.shape[1] != scores.shape[1]
+    ):
         raise invalid_argument(
-            f"Tensors class and score should match in shape: {list(classes.shape)} "
-            f"vs {list(scores.shape)}"
+            "Tensors class and score should match in dim_size(1). Got "
+            f"{classes.shape[1]} vs. {scores.shape[1]}"
         )
     labels = None
     if classes is not None:
@@ -161,10 +212,22 @@ def classification(outputs, rows):
 
 
 def regression(outputs, rows):
-    """A regress signature's `outputs` as a float32 `[batch]` array."""
-    values = _checked(
-        OUTPUTS, np.asarray(outputs[OUTPUTS]), "f", rows, (1, 2), "DT_FLOAT"
-    )
+    """A regress signature's `outputs` (PostProcessRegressionResult's
+    checks) as a float32 `[batch]` array."""
+    values = np.asarray(outputs[OUTPUTS])
+    if (
+        values.ndim not in (1, 2)
+        or values.shape[0] != rows
+        or (values.ndim == 2 and values.shape[1] != 1)
+    ):
+        raise invalid_argument(
+            "Expected output Tensor shape to be either [batch_size] or "
+            f"[batch_size, 1] but got {_shape_text(values)}"
+        )
+    if values.dtype != np.float32:
+        raise invalid_argument(
+            f"Expected output Tensor of DT_FLOAT.  Got: {_dtype_name(values)}"
+        )
     return values.reshape(-1)
 
 
@@ -185,10 +248,10 @@ def classify_regress(
         (signature key, a `Classification` or a float32 `[batch]` array).
     """
     method_name = METHODS[method]
-    key, _, input_name = check_signature(servable, signature_name, method_name)
-    outputs = predictor.predict(
-        servable, key, {input_name: serialized}, deadline=deadline
+    key, _ = check_signature(
+        servable, signature_name, method_name, predictor.method_name_check
     )
+    outputs = predictor.predict(servable, key, {INPUTS: serialized}, deadline=deadline)
     rows = len(serialized)
     if method_name == CLASSIFY_METHOD:
         return key, classification(outputs, rows)
@@ -227,11 +290,18 @@ def multi_inference(predictor, request, serialized, resolve, deadline=None):
     task's classify or regress signature run on the same Examples of the
     servable `resolve(model_spec)` of the first task's `ModelSpec` proto."""
     servable = resolve(request.tasks[0].model_spec)
-    inputs = {
-        check_signature(servable, task.model_spec.signature_name, task.method_name)[2]
-        for task in request.tasks
-    }
-    if len(inputs) != 1:
+    # TF Serving feeds one tensor in one session run: the signatures' input
+    # must be the same graph tensor (`export.classify_signatures` shares it)
+    tensors = set()
+    for task in request.tasks:
+        _, signature_def = check_signature(
+            servable,
+            task.model_spec.signature_name,
+            task.method_name,
+            predictor.method_name_check,
+        )
+        tensors.add(signature_def.inputs[INPUTS].name)
+    if len(tensors) != 1:
         raise invalid_argument("Input tensor must be the same for all Signatures.")
     answers = []
     for task in request.tasks:

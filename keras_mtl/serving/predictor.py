@@ -147,9 +147,11 @@ class Predictor:
     ```
     """
 
-    def __init__(self, registry, batching=None, metrics=None):
+    def __init__(self, registry, batching=None, metrics=None, method_name_check=False):
         self.registry = registry
         self.metrics = metrics
+        # TF Serving's --enable_signature_method_name_check
+        self.method_name_check = method_name_check
         self.scheduler = BatchScheduler(batching, metrics) if batching else None
         self._check_cache = {}
 
@@ -176,7 +178,7 @@ class Predictor:
             raise ServingError(
                 Code.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
             )
-        if signature_def.method_name not in (
+        if self.method_name_check and signature_def.method_name not in (
             PREDICT_METHOD,
             CLASSIFY_METHOD,
             REGRESS_METHOD,

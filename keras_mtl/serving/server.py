@@ -147,6 +147,14 @@ class ModelServer:
             both ports serve TLS, and with `client_verify` refuse clients
             without a certificate signed by `custom_ca`; None: plaintext.
         max_num_load_retries: Retries of a version that fails to load.
+        enable_signature_method_name_check: Check SignatureDef method names
+            as TF Serving's flag of that name does: Predict runs only
+            predict, classify and regress signatures, Classify only
+            `tensorflow/serving/classify` ones, Regress only regress ones.
+            Off (TF Serving's default), Classify and Regress run any
+            signature of their shape (one `inputs` tensor of serialized
+            Examples; `classes` and/or `scores`, or one `outputs`), such as
+            one `tf.saved_model.save` wrote with the predict method name.
         freeze_gc: Move what is loaded out of the garbage collector's sight
             (`gc.freeze`). TensorFlow and Keras keep millions of objects; a
             large JSON body allocates enough containers to trigger full
@@ -185,6 +193,7 @@ class ModelServer:
         max_num_load_retries=5,
         freeze_gc=True,
         ssl_config=None,
+        enable_signature_method_name_check=False,
     ):
         if max_bytes_in_flight < max_request_bytes:
             raise ValueError(
@@ -209,7 +218,12 @@ class ModelServer:
         self._freeze_gc = freeze_gc
         self.ssl_config = ssl_config
         self.health = None  # a ModelHealth while gRPC serves
-        self.predictor = Predictor(self.registry, batching, self.metrics)
+        self.predictor = Predictor(
+            self.registry,
+            batching,
+            self.metrics,
+            method_name_check=enable_signature_method_name_check,
+        )
         timeout = rest_api_timeout_in_ms / 1000 if rest_api_timeout_in_ms > 0 else None
         self.rest_api = RestApi(self.predictor, self.metrics, timeout)
         self._rest_port, self._grpc_port = rest_api_port, grpc_port
