@@ -30,6 +30,7 @@ from keras_mtl.serving import (
     Client,
     ModelServer,
     ModelSpec,
+    MonitoringConfig,
     ServedModelConfig,
     ServingError,
     inference,
@@ -756,3 +757,36 @@ def test_the_export_checks_that_one_session_run_answers_every_head(
     with pytest.raises(RuntimeError, match="signatures read"):
         helpers.export_tabular(tmp_path, class_names={})
     assert list((tmp_path / "tabular").iterdir()) == []
+
+
+def test_runtime_latency_is_recorded_under_each_api(models):
+    rows = helpers.tabular_rows(1)
+
+    def counts(client):
+        _, page = client.request("GET", "/m")
+        prefix = ':tensorflow:serving:runtime_latency_count{model_name="tabular",API="'
+        return {
+            line[len(prefix) :].split('"')[0]: int(line.rsplit(" ", 1)[1])
+            for line in page.decode().splitlines()
+            if line.startswith(prefix)
+        }
+
+    with (
+        helpers.model_server(
+            {"tabular": models["tabular"]}, monitoring=MonitoringConfig(True, "/m")
+        ) as server,
+        Client(server.rest_url, grpc=server.grpc_target) as client,
+    ):
+        before = counts(client)  # (the warm-up records ran)
+        client.classify("tabular", rows, "classify_income")
+        client.grpc_regress("tabular", rows, "regress_marital_status")
+        with grpc.insecure_channel(server.grpc_target) as channel:
+            stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+            _multi_call(("tabular", "classify_income"))(stub)
+        after = counts(client)
+    assert {api: after[api] - before.get(api, 0) for api in after} == {
+        "Predict": 0,
+        "Classify": 1,
+        "Regress": 1,
+        "MultiInference": 1,
+    }

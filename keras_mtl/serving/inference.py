@@ -232,7 +232,7 @@ def regression(outputs, rows):
 
 
 def classify_regress(
-    predictor, servable, signature_name, method, serialized, deadline=None
+    predictor, servable, signature_name, method, serialized, deadline=None, api=None
 ):
     """Runs one Classify (`method` "classify") or Regress ("regress").
 
@@ -243,6 +243,8 @@ def classify_regress(
         method: "classify" or "regress".
         serialized: The serialized Examples (`serialize_examples`).
         deadline: A `time.monotonic()` time for batched calls, or None.
+        api: The runtime metric's API label (default: "Classify" or
+            "Regress").
 
     Returns:
         (signature key, a `Classification` or a float32 `[batch]` array).
@@ -251,7 +253,13 @@ def classify_regress(
     key, _ = check_signature(
         servable, signature_name, method_name, predictor.method_name_check
     )
-    outputs = predictor.predict(servable, key, {INPUTS: serialized}, deadline=deadline)
+    outputs = predictor.predict(
+        servable,
+        key,
+        {INPUTS: serialized},
+        deadline=deadline,
+        api=api or method.capitalize(),
+    )
     rows = len(serialized)
     if method_name == CLASSIFY_METHOD:
         return key, classification(outputs, rows)
@@ -316,6 +324,7 @@ def multi_inference(predictor, request, serialized, resolve, deadline=None):
                     method,
                     serialized,
                     deadline,
+                    "MultiInference",
                 ),
             )
         )

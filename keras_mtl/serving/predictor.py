@@ -263,7 +263,13 @@ class Predictor:
         return tensors
 
     def predict(
-        self, servable, signature_name, inputs, output_filter=(), deadline=None
+        self,
+        servable,
+        signature_name,
+        inputs,
+        output_filter=(),
+        deadline=None,
+        api="Predict",
     ):
         """Checks and runs one Predict request.
 
@@ -273,6 +279,9 @@ class Predictor:
             inputs: Input name -> numpy array.
             output_filter: Output names to return; all when empty.
             deadline: A `time.monotonic()` time for batched calls, or None.
+            api: The API the runtime-latency metric is recorded under
+                ("Classify", "Regress" and "MultiInference" run through here
+                too).
 
         Returns:
             Output name -> numpy array.
@@ -285,7 +294,7 @@ class Predictor:
         elif outputs is None:
             batch = self._batch(servable, key, tensors)
             outputs = self.scheduler.run(*batch, deadline)
-        return self._answer(servable, start, outputs, output_filter)
+        return self._answer(servable, start, outputs, output_filter, api)
 
     async def predict_async(
         self, servable, signature_name, inputs, output_filter=(), deadline=None
@@ -314,10 +323,10 @@ class Predictor:
         start = time.perf_counter()
         return start, key, tensors, _empty_outputs(signature_def, tensors)
 
-    def _answer(self, servable, start, outputs, output_filter):
+    def _answer(self, servable, start, outputs, output_filter, api="Predict"):
         if self.metrics:
             self.metrics.observe_runtime(
-                servable.name, "Predict", (time.perf_counter() - start) * 1e6
+                servable.name, api, (time.perf_counter() - start) * 1e6
             )
         if output_filter:
             outputs = {name: outputs[name] for name in output_filter}
