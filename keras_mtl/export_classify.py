@@ -248,19 +248,19 @@ def serialized_examples(inputs):
 
 
 def _expected(model, inputs, tasks):
-    """Signature name -> what its answer's `scores` (or `outputs`) must be."""
+    """Signature name -> (the output checked, `scores` or `outputs`, and what
+    it must be)."""
     outputs = model(inputs, training=False)
     expected = {}
     for task in tasks:
         value = np.asarray(outputs[task["name"]], dtype=np.float32)
         if task["kind"] == "regression":
-            expected[REGRESS_PREFIX + task["name"]] = value.reshape(-1)
+            expected[REGRESS_PREFIX + task["name"]] = (OUTPUTS, value.reshape(-1))
         elif task["kind"] == "binary":
-            expected[CLASSIFY_PREFIX + task["name"]] = np.concatenate(
-                [1.0 - value, value], axis=-1
-            )
+            both = np.concatenate([1.0 - value, value], axis=-1)
+            expected[CLASSIFY_PREFIX + task["name"]] = (SCORES, both)
         else:
-            expected[CLASSIFY_PREFIX + task["name"]] = value
+            expected[CLASSIFY_PREFIX + task["name"]] = (SCORES, value)
     return expected
 
 
@@ -292,8 +292,7 @@ def verify(loaded, export_dir, model, inputs, tasks, atol):
     MultiInference."""
     expected = _expected(model, inputs, tasks)
     serialized = serialized_examples(inputs)
-    for name, value in expected.items():
-        output = OUTPUTS if name.startswith(REGRESS_PREFIX) else SCORES
+    for name, (output, value) in expected.items():
         answer = loaded.signatures[name](inputs=tf.constant(serialized))[output]
         _check("of the reloaded SavedModel", name, answer, value, atol)
     with (
@@ -309,11 +308,9 @@ def verify(loaded, export_dir, model, inputs, tasks, atol):
         if len(feeds) != 1:
             raise RuntimeError(f"The classify / regress signatures read {feeds}.")
         fetches = {
-            name: signatures[name]
-            .outputs[OUTPUTS if name.startswith(REGRESS_PREFIX) else SCORES]
-            .name
-            for name in expected
+            name: signatures[name].outputs[output].name
+            for name, (output, _) in expected.items()
         }
         answers = session.run(fetches, {feeds.pop(): serialized})
-    for name, value in expected.items():
+    for name, (_, value) in expected.items():
         _check("in one session run", name, answers[name], value, atol)

@@ -18,7 +18,7 @@ the `tensorflow-serving-api` package; the tests read the file back with it.
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl.export_classify import examples
+from keras_mtl.export_classify import serialized_examples
 from keras_mtl.saved_model import REGRESS_METHOD, SIGNATURE, WARMUP_FILE
 
 MAX_WARMUP_RECORDS = 1000  # TF Serving refuses to load a version with more
@@ -93,7 +93,7 @@ def write_warmup_requests(version_dir, inputs, signatures=None, example_rows=Non
         inputs: `serving_default`'s inputs, name -> array of rows, or None.
         signatures: Classify / regress signature name -> method name; each
             gets one record per row of `example_rows` (default: `inputs`),
-            the row as one `tf.Example` (`export_classify.examples`).
+            the row as one `tf.Example` (`export_classify.serialized_examples`).
         example_rows: The model's inputs when `serving_default` takes others
             (encoded image bytes).
 
@@ -114,10 +114,9 @@ def write_warmup_requests(version_dir, inputs, signatures=None, example_rows=Non
     serialized = []
     if signatures:
         rows_of = example_rows if example_rows is not None else inputs
-        serialized = [
-            e.SerializeToString()
-            for e in examples({name: value[:rows] for name, value in rows_of.items()})
-        ]
+        serialized = serialized_examples(
+            {name: value[:rows] for name, value in rows_of.items()}
+        )
     directory = tf.io.gfile.join(str(version_dir), "assets.extra")
     tf.io.gfile.makedirs(directory)
     with tf.io.TFRecordWriter(tf.io.gfile.join(directory, WARMUP_FILE)) as writer:
