@@ -364,28 +364,33 @@ def _goals(record):
 
 
 def _decode_cpu(loaded, rounds):
-    """CPU ms (this thread) to decode the shapes batch-64 `:predict` body,
-    with the numeric fast path (`json_numeric`) and without it, alternated;
-    medians, with the garbage collector paused as the server pauses it. The
-    served latency adds the wait for a CPU on a busy machine."""
-    from keras_mtl.serving import json_predict
+    """CPU ms (this thread) to decode the shapes batch-64 `:predict` body:
+    with the numeric fast path (`json_numeric`) and its compiled scanner,
+    with the fast path on its pysimdjson fallback, and as JSON lists,
+    alternated; medians, with the garbage collector paused as the server
+    pauses it. The served latency adds the wait for a CPU on a busy
+    machine."""
+    from keras_mtl.serving import json_numeric, json_predict
     from keras_mtl.serving.gc_pause import paused_gc
 
     body = json.dumps({"instances": _rows("shapes", 64, np.random.default_rng(1))})
     body = body.encode()
     specs = loaded.input_specs
-    fast = json_predict.parse_with_arrays
-    times = {"numeric fast path": [], "JSON lists": []}
+    fast, scanner = json_predict.parse_with_arrays, json_numeric._json_numbers
+    ways = [("numeric fast path", fast, scanner)] if scanner else []
+    ways += [("fast path on pysimdjson", fast, None), ("JSON lists", None, None)]
+    times = {name: [] for name, _, _ in ways}
     try:
         for _ in range(rounds):
-            for name, parse in (("numeric fast path", fast), ("JSON lists", None)):
+            for name, parse, compiled in ways:
                 json_predict.parse_with_arrays = parse or (lambda raw: None)
+                json_numeric._json_numbers = compiled
                 start = time.thread_time()
                 with paused_gc(len(body)):  # as the server decodes
                     json_predict.predict_request_from_json(body, lambda name: specs)
                 times[name].append((time.thread_time() - start) * 1e3)
     finally:
-        json_predict.parse_with_arrays = fast
+        json_predict.parse_with_arrays, json_numeric._json_numbers = fast, scanner
     return {name: statistics.median(values) for name, values in times.items()}
 
 

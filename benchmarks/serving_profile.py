@@ -9,7 +9,8 @@ benchmark's bodies: adult at batch 1 and shapes at batch 64. Prints the
 median milliseconds of a call against the model call alone
 (`LoadedModel.run` on arrays of the signature's dtypes, back to back), then
 the request's stages run one after another as the server runs them (decode
-the JSON, of which the numeric fast path and simdjson inside it; check and
+the JSON, of which the numeric fast path and its array reader inside it: the
+compiled scanner, or simdjson where it is not built; check and
 run the model; encode the answer), the parts of the model call (making the
 input tensors with `tensor_maker` and with `tf.constant`; the signature's
 public call and the direct call `LoadedModel.run` keeps, on ready tensors;
@@ -38,7 +39,8 @@ import harness  # noqa: E402
 
 def _stages(server, name, body, calls):
     """Median ms of each stage of `calls` requests, run as the server runs
-    them, with the numeric fast path and simdjson inside it timed too."""
+    them, with the numeric fast path and its array reader inside it (the
+    compiled scanner, or simdjson where it is not built) timed too."""
     from keras_mtl.serving import json_numeric, json_predict
     from keras_mtl.serving.gc_pause import paused_gc
     from keras_mtl.serving.registry import ModelSpec
@@ -55,9 +57,14 @@ def _stages(server, name, body, calls):
 
         return wrapper
 
-    originals = (json_predict.parse_with_arrays, json_numeric._flat)
+    originals = (
+        json_predict.parse_with_arrays,
+        json_numeric._found_compiled,
+        json_numeric._flat,
+    )
     json_predict.parse_with_arrays = timed("  numeric fast path", originals[0])
-    json_numeric._flat = timed("    simdjson", originals[1])
+    json_numeric._found_compiled = timed("    compiled scanner", originals[1])
+    json_numeric._flat = timed("    simdjson", originals[2])
     predictor = server.predictor
     servable = predictor.servable(ModelSpec(name))
     try:
@@ -78,8 +85,12 @@ def _stages(server, name, body, calls):
             times["check and run the model"].append(1000 * (predicted - decoded))
             times["encode"].append(1000 * (done - predicted))
     finally:
-        json_predict.parse_with_arrays, json_numeric._flat = originals
-    order = ["decode", "  numeric fast path", "    simdjson"]
+        (
+            json_predict.parse_with_arrays,
+            json_numeric._found_compiled,
+            json_numeric._flat,
+        ) = originals
+    order = ["decode", "  numeric fast path", "    compiled scanner", "    simdjson"]
     order += ["check and run the model", "encode"]
     for label in order:
         if times[label]:

@@ -2,7 +2,8 @@
 
 Every body is decoded twice, with the numeric fast path and without it: the
 requests must be equal (values and dtypes), and a body the usual path refuses
-must be refused with the same message.
+must be refused with the same message. The fast path runs with the compiled
+scanner (`_json_numbers`) and with its pysimdjson fallback.
 """
 
 import json
@@ -21,6 +22,19 @@ def small_limits(monkeypatch):
     monkeypatch.setattr(json_numeric, "MIN_BODY_BYTES", 64)
     monkeypatch.setattr(json_predict, "MIN_BODY_BYTES", 64)
     monkeypatch.setattr(json_numeric, "MIN_ARRAY_BYTES", 16)
+
+
+@pytest.fixture(params=["compiled", "simdjson"])
+def backend(request, monkeypatch):
+    """The fast path's two ways of finding and reading arrays."""
+    if request.param == "compiled":
+        assert json_numeric._json_numbers is not None, "the C scanner is not built"
+    else:
+        monkeypatch.setattr(json_numeric, "_json_numbers", None)
+    return request.param
+
+
+BOTH = pytest.mark.usefixtures("backend")
 
 
 def infos(**dtypes):
@@ -65,6 +79,7 @@ def same_both_ways(body, **dtypes):
 IMAGES = np.arange(2 * 3 * 4 * 2).reshape(2, 3, 4, 2) / 4.0
 
 
+@BOTH
 def test_finds_regular_arrays_and_leaves_the_rest():
     body = json.dumps(
         {"instances": [{"x": image.tolist(), "s": "a"} for image in IMAGES]}
@@ -83,6 +98,7 @@ def test_finds_regular_arrays_and_leaves_the_rest():
     )
 
 
+@BOTH
 @pytest.mark.parametrize(
     "rows",
     [
@@ -110,6 +126,7 @@ def test_equal_requests_rows_and_columns(rows, dtype):
     same_both_ways(json.dumps({"inputs": rows}, indent=2), x=dtype)
 
 
+@BOTH
 @pytest.mark.parametrize(
     "text",
     [
@@ -153,6 +170,7 @@ def test_bad_or_unusual_arrays_are_answered_as_before(text):
             same_both_ways(body, x=dtype, s=tf.string)
 
 
+@BOTH
 def test_floats_come_out_bit_for_bit_as_json_writes_them():
     rng = np.random.default_rng(0)
     values = np.concatenate(
@@ -169,6 +187,7 @@ def test_floats_come_out_bit_for_bit_as_json_writes_them():
     same_both_ways(body, x=tf.float64)
 
 
+@BOTH
 def test_arrays_inside_strings_stay_strings():
     text = "[[1, 2, 3, 4], [5, 6, 7, 8]]"
     for body in (
@@ -181,10 +200,12 @@ def test_arrays_inside_strings_stay_strings():
         assert result[2]["x"][2] == [json.loads(body)["instances"][0]["x"].encode()]
 
 
-def test_without_pysimdjson_bodies_take_the_usual_path(monkeypatch):
+def test_without_the_scanner_or_pysimdjson_bodies_take_the_usual_path(monkeypatch):
     body = json.dumps({"inputs": IMAGES.tolist()}) + " " * 64
     assert json_numeric.parse_with_arrays(body.encode()) is not None
     monkeypatch.setattr(json_numeric, "simdjson", None)
+    assert json_numeric.parse_with_arrays(body.encode()) is not None  # compiled
+    monkeypatch.setattr(json_numeric, "_json_numbers", None)
     assert json_numeric.parse_with_arrays(body.encode()) is None
     request = json_predict.predict_request_from_json(body.encode(), infos(x=tf.float32))
     np.testing.assert_array_equal(request.inputs["x"], IMAGES.astype(np.float32))
@@ -193,6 +214,7 @@ def test_without_pysimdjson_bodies_take_the_usual_path(monkeypatch):
 def test_parsers_kept_between_requests_are_few_and_only_small_ones(monkeypatch):
     import concurrent.futures
 
+    monkeypatch.setattr(json_numeric, "_json_numbers", None)  # simdjson's parsers
     monkeypatch.setattr(json_numeric, "_kept", [])
     monkeypatch.setattr(json_numeric, "KEEP_PARSER_BELOW_BYTES", 1000)
     small = json.dumps({"inputs": IMAGES.tolist()}) + " " * 64
@@ -221,7 +243,9 @@ def test_parsers_kept_between_requests_are_few_and_only_small_ones(monkeypatch):
 
 def test_shapes_of_small_skeletons_are_remembered(monkeypatch):
     """Equal skeletons (64 images written alike) are checked once; large
-    ones are not kept, and a remembered shape never answers for another."""
+    ones are not kept, and a remembered shape never answers for another.
+    (The simdjson fallback's: the compiled scanner reads shapes as it goes.)"""
+    monkeypatch.setattr(json_numeric, "_json_numbers", None)
     monkeypatch.setattr(json_numeric, "CACHED_SKELETON_BYTES", 64)
     json_numeric._known_shape.cache_clear()
     body = json.dumps({"instances": [{"x": image.tolist()} for image in IMAGES]})

@@ -5,10 +5,18 @@ innermost lists. Parsed as JSON, each number and each list is a Python
 object, which `np.array` then walks to find the shape; both steps, and
 freeing the document, cost more than the model call. `parse_with_arrays`
 finds the long stretches of a body made only of number characters, brackets,
-commas and whitespace, checks that each is one regular nested array of JSON
-numbers, and parses it flat: simdjson (pysimdjson), which checks the JSON
-syntax, writes its numbers straight into one buffer of float64 or int64,
-and numpy reshapes that to the shape the brackets spell out.
+commas and whitespace that are each one regular nested array of JSON
+numbers, and reads each flat into one buffer of float64 or int64 with its
+shape:
+
+- by the compiled scanner `_json_numbers` (`_json_numbers.c`, built by
+  `pip install` where a C compiler is found): one pass over the body with
+  the GIL released, checking the JSON and the shape and parsing the numbers
+  (correctly rounded) as it goes;
+- where it is not built, with bytes methods (the shape from the brackets)
+  and simdjson (pysimdjson), which checks the JSON syntax and writes the
+  numbers.
+
 Each such array is replaced by a placeholder string carrying a random nonce,
 and the rest of the body is parsed as JSON as usual; the placeholders are
 then swapped for the arrays.
@@ -39,6 +47,10 @@ try:  # the serving extra; without it bodies are parsed the usual way
     import simdjson
 except ImportError:  # pragma: no cover - depends on the environment
     orjson = simdjson = None
+try:  # built by `pip install` where a C compiler is found (setup.py)
+    from keras_mtl.serving import _json_numbers
+except ImportError:  # pragma: no cover - depends on the environment
+    _json_numbers = None
 
 MIN_BODY_BYTES = 64 << 10  # smaller bodies parse fast enough as they are
 MIN_ARRAY_BYTES = 4 << 10  # shorter stretches are left to the JSON parser
@@ -176,26 +188,20 @@ def _arrays(candidates):
     return arrays
 
 
-def _substitute(value, arrays, found):
-    """`value` with each placeholder string replaced by its array."""
-    if type(value) is str:
-        array = arrays.get(value)
-        if array is not None:
-            found.append(value)
-            return array
-        return value
-    if type(value) is dict:
-        return {key: _substitute(item, arrays, found) for key, item in value.items()}
-    if type(value) is list:
-        return [_substitute(item, arrays, found) for item in value]
-    return value
+def _found_compiled(body):
+    """(begin, end, array) of each long regular numeric array of `body`, by
+    the compiled scanner: one pass, with the GIL released."""
+    found = _json_numbers.find_arrays(body, MIN_ARRAY_BYTES, MAX_RANK)
+    return [
+        (begin, end, np.frombuffer(values, np.float64 if floats else np.int64).reshape(shape))
+        for begin, end, values, shape, floats in found
+    ]
 
 
-def parse_with_arrays(body):
-    """The JSON object `body`, its long regular numeric arrays as numpy
-    arrays; None when it has none, or when anything is unsure."""
-    if simdjson is None or orjson is None or len(body) < MIN_BODY_BYTES:
-        return None
+def _found_simdjson(body):
+    """`_found_compiled` where the compiled scanner is not built: the
+    stretches found with bytes methods, shapes from their brackets, numbers
+    by simdjson (an array of None where it refused)."""
     mask = body.translate(_MASK)
     long_run = b"\x01" * MIN_ARRAY_BYTES
     spans, candidates = [], []
@@ -214,10 +220,40 @@ def parse_with_arrays(body):
             spans.append((begin, begin + len(stripped)))
             candidates.append((stripped, shape))
     if not candidates:
+        return []
+    arrays = _arrays(candidates)
+    return [(begin, end, array) for (begin, end), array in zip(spans, arrays, strict=True)]
+
+
+def _substitute(value, arrays, found):
+    """`value` with each placeholder string replaced by its array."""
+    if type(value) is str:
+        array = arrays.get(value)
+        if array is not None:
+            found.append(value)
+            return array
+        return value
+    if type(value) is dict:
+        return {key: _substitute(item, arrays, found) for key, item in value.items()}
+    if type(value) is list:
+        return [_substitute(item, arrays, found) for item in value]
+    return value
+
+
+def parse_with_arrays(body):
+    """The JSON object `body`, its long regular numeric arrays as numpy
+    arrays; None when it has none, or when anything is unsure."""
+    if orjson is None or len(body) < MIN_BODY_BYTES:
+        return None
+    if _json_numbers is not None:
+        found = _found_compiled(body)
+    elif simdjson is not None:
+        found = _found_simdjson(body)
+    else:  # pragma: no cover - depends on the environment
         return None
     nonce = secrets.token_hex(16)
     pieces, arrays, done = [], {}, 0
-    for (begin, end), array in zip(spans, _arrays(candidates), strict=True):
+    for begin, end, array in found:
         if array is None:
             continue
         key = f"{nonce}:{len(arrays)}"
