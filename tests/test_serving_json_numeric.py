@@ -270,3 +270,12 @@ def test_shapes_of_small_skeletons_are_remembered(monkeypatch):
     json_numeric._known_shape.cache_clear()
     json_numeric.parse_with_arrays(body.encode())
     assert json_numeric._known_shape.cache_info().currsize == 0
+
+
+def test_the_server_log_says_how_arrays_are_read(monkeypatch):
+    assert "compiled scanner" in json_numeric.array_reader()
+    monkeypatch.setattr(json_numeric, "_json_numbers", None)
+    assert "with pysimdjson" in json_numeric.array_reader()
+    assert "C compiler" in json_numeric.array_reader()
+    monkeypatch.setattr(json_numeric, "simdjson", None)
+    assert "as JSON lists" in json_numeric.array_reader()

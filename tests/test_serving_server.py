@@ -111,6 +111,7 @@ def test_keras_mtl_serve_runs_and_stops_cleanly_on_sigterm(tabular, tmp_path):
     # read back from TensorFlow after the flags set them
     assert "TensorFlow thread pools: intra-op 1, inter-op 1" in stderr
     assert f"Exporting HTTP/REST API at:127.0.0.1:{rest} ..." in stderr
+    assert "Large numeric JSON arrays are read by the compiled scanner" in stderr
     assert f"Running gRPC ModelServer at 127.0.0.1:{grpc_port} ..." in stderr
     assert "Traceback" not in stderr
 

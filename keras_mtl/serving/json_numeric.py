@@ -73,6 +73,24 @@ _kept = []
 _kept_lock = threading.Lock()
 
 
+def array_reader():
+    """How the long numeric arrays of REST bodies are read, for the server's
+    start-up log: by the compiled scanner, by its pysimdjson fallback, or as
+    JSON lists."""
+    if orjson is not None and _json_numbers is not None:
+        return "Large numeric JSON arrays are read by the compiled scanner"
+    if orjson is not None and simdjson is not None:
+        return (
+            "Large numeric JSON arrays are read with pysimdjson: the compiled "
+            "scanner, which reads them faster, is not built (reinstall "
+            "keras-mtl where a C compiler and the Python headers are found)"
+        )
+    return (
+        "Large numeric JSON arrays are read as JSON lists: "
+        'pip install "keras-mtl[serving]" to read them straight into numpy'
+    )
+
+
 def _shape(skeleton):
     """The shape whose nested lists are written `skeleton` (brackets and
     commas only), or None when it is not one regular array."""

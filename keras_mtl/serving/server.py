@@ -13,7 +13,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from keras_mtl.serving import inference
+from keras_mtl.serving import inference, json_numeric
 from keras_mtl.serving.byte_budget import ByteBudget
 from keras_mtl.serving.http_server import HttpServer
 from keras_mtl.serving.metrics import Metrics
@@ -331,6 +331,7 @@ class ModelServer:
                 logger.info(
                     "Exporting HTTP/REST API at:%s:%d ...", self.host, self.rest_port
                 )
+                logger.info(json_numeric.array_reader())
         except BaseException:
             self.stop()
             raise
