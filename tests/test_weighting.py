@@ -193,8 +193,12 @@ def test_one_and_two_replicas_give_the_same_weights_and_losses(method):
         np.testing.assert_allclose(
             history1[key], history2[key], rtol=1e-4, atol=1e-6, err_msg=key
         )
+    # float32 sums in another order on two replicas: FairGrad's weights
+    # differed by 1.05e-5 after training on an AMD EPYC machine (2026-12-02),
+    # under 1e-5 on Intel; a replica bug (a loss not divided by the replicas)
+    # moves them by orders of magnitude more
     for w1, w2 in zip(model1.get_weights(), model2.get_weights(), strict=True):
-        np.testing.assert_allclose(w1, w2, atol=1e-5)
+        np.testing.assert_allclose(w1, w2, atol=5e-5)
     state1, state2 = model1.weighting.variables, model2.weighting.variables
     assert len(state1) == len(state2)
     for v1, v2 in zip(state1, state2, strict=True):
