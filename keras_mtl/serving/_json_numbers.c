@@ -79,9 +79,11 @@ typedef struct {
 
 enum { OK = 0, REFUSED = 1, NO_MEMORY = 2 };
 
-static int grow(void **buffer, size_t *capacity, size_t item, size_t needed) {
+/* *buffer (of `item`-byte items) holding at least `needed` of them: it
+ * starts at `first` and doubles. */
+static int grow(void **buffer, size_t *capacity, size_t item, size_t needed, size_t first) {
     if (needed <= *capacity) return OK;
-    size_t wanted = *capacity ? *capacity : 1024;
+    size_t wanted = *capacity ? *capacity : first;
     while (wanted < needed) {
         if (wanted > ((size_t)PY_SSIZE_T_MAX / item) / 2) return NO_MEMORY;
         wanted *= 2;
@@ -260,7 +262,7 @@ static int number(scanner *s, const char **at) {
     }
     *at = p;
     if (s->count == s->capacity) {
-        int status = grow((void **)&s->out, &s->capacity, 8, s->count + 1);
+        int status = grow((void **)&s->out, &s->capacity, 8, s->count + 1, 1024);
         if (status != OK) return status;
     }
     uint64_t *slot = s->out + s->count;
@@ -286,7 +288,7 @@ static int number(scanner *s, const char **at) {
         value = 0.0;
     } else if (too_long || !fast_double(m, k, &value)) {
         int status =
-            grow((void **)&s->slow, &s->slow_capacity, sizeof(slow_number), s->slow_count + 1);
+            grow((void **)&s->slow, &s->slow_capacity, sizeof(slow_number), s->slow_count + 1, 64);
         if (status != OK) return status;
         slow_number *entry = &s->slow[s->slow_count++];
         entry->begin = (size_t)(begin - s->text);
@@ -401,7 +403,7 @@ static int find(const char *text, const char *end, Py_ssize_t min_bytes, int max
                 const char *next = skip_separators(after, end);
                 int whole = next == end || !REGION[(unsigned char)*next];
                 if (whole && next - run >= min_bytes) {
-                    status = grow((void **)&found, &capacity, sizeof(found_array), count + 1);
+                    status = grow((void **)&found, &capacity, sizeof(found_array), count + 1, 8);
                     if (status != OK) break;
                     found[count].begin = (size_t)(p - text);
                     found[count].end = (size_t)(after - text);
