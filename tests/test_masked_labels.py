@@ -1,6 +1,7 @@
 """Missing labels: each task's loss and metrics over the rows that carry its
-label, by hand; the same training on 1 and 2 replicas with half the labels
-missing, for every weighting method; a step without any label of a task."""
+label, by hand; a step without any label of a task. (The same training on 1
+and 2 replicas with half the labels missing, for every weighting method, is
+tests/test_weighting.py's replica test.)"""
 
 import keras
 import numpy as np
@@ -11,9 +12,8 @@ import keras_mtl
 from keras_mtl import tasks
 from keras_mtl.config import TaskConfig
 from keras_mtl.data.features import TargetScale
-from keras_mtl.weighting import METHODS
 
-from weighting_helpers import FEATURES, TASKS, batches, build, tiny_config, toy_data
+from weighting_helpers import FEATURES, batches, build, tiny_config, toy_data
 
 MULTICLASS = TaskConfig(name="a", kind="multiclass", num_classes=3)
 BINARY = TaskConfig(name="b", kind="binary")
@@ -138,24 +138,6 @@ def test_a_step_without_any_label_of_a_task_leaves_its_head_alone():
         not np.array_equal(b, a)
         for b, a in zip(trunk, model.get_layer("trunk").get_weights(), strict=True)
     )
-
-
-@pytest.mark.parametrize("method", sorted(METHODS))
-def test_one_and_two_replicas_agree_with_half_the_labels_missing(method):
-    runs = {}
-    for replicas in (1, 2):
-        model = build(method, replicas)
-        history = model.fit(batches(masked_data()), epochs=2, verbose=0).history
-        runs[replicas] = model, history
-    (model1, history1), (model2, history2) = runs[1], runs[2]
-    assert model2.distribute_strategy.num_replicas_in_sync == 2
-    for key in ["loss"] + [f"{t}_{k}" for t in TASKS for k in ("loss", "weight")]:
-        assert np.all(np.isfinite(history1[key])), key
-        np.testing.assert_allclose(
-            history1[key], history2[key], rtol=1e-4, atol=1e-6, err_msg=key
-        )
-    for w1, w2 in zip(model1.get_weights(), model2.get_weights(), strict=True):
-        np.testing.assert_allclose(w1, w2, atol=1e-5)
 
 
 # Regression targets in their units ---------------------------------------------
