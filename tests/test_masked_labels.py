@@ -13,7 +13,7 @@ from keras_mtl import tasks
 from keras_mtl.config import TaskConfig
 from keras_mtl.data.features import TargetScale
 
-from weighting_helpers import FEATURES, batches, build, tiny_config, toy_data
+from weighting_helpers import FEATURES, batches, build, masked_data, tiny_config
 
 MULTICLASS = TaskConfig(name="a", kind="multiclass", num_classes=3)
 BINARY = TaskConfig(name="b", kind="binary")
@@ -94,12 +94,6 @@ def test_the_masked_loss_round_trips_through_its_config():
 
 
 # In a model -------------------------------------------------------------------
-
-
-def masked_data(examples=64, seed=0):
-    """Half of each task's labels missing; rows 0-7 (the first replica's half
-    of the first batch of 16) carry no income label at all."""
-    return toy_data(examples, seed, missing=True, no_income_rows=8)
 
 
 def test_a_task_scores_the_same_on_its_labelled_rows_alone():

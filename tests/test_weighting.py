@@ -24,7 +24,15 @@ from keras_mtl.weighting.rlw import rlw_weights
 from keras_mtl.weighting.uncertainty import UncertaintyWeighting, uncertainty_total
 
 from conftest import InterruptAtEpoch
-from weighting_helpers import FEATURES, TASKS, batches, build, tiny_config, toy_data
+from weighting_helpers import (
+    FEATURES,
+    TASKS,
+    batches,
+    build,
+    masked_data,
+    tiny_config,
+    toy_data,
+)
 
 EPOCHS = 3  # DWA's weights first move in epoch 3.
 # Evaluation uses the base class's loss for every dynamic method; these cover
@@ -40,15 +48,14 @@ _TRAINED = {}
 
 
 def trained(method, replicas):
-    """A model of `method` after EPOCHS unshuffled epochs, and its history.
-    Half of each task's labels are missing, and rows 0-7 (the first
-    replica's half of the first batch of 16) carry no income label at all."""
+    """A model of `method` after EPOCHS unshuffled epochs on `masked_data`
+    (half the labels missing, a replica's first batch without income
+    labels), and its history."""
     if (method, replicas) not in _TRAINED:
         model = build(method, replicas)
         validation = dataset(seed=1) if method in VALIDATED else None
-        masked = batches(toy_data(64, 0, missing=True, no_income_rows=8))
         history = model.fit(
-            masked, epochs=EPOCHS, verbose=0, validation_data=validation
+            batches(masked_data()), epochs=EPOCHS, verbose=0, validation_data=validation
         )
         _TRAINED[method, replicas] = model, history.history
     return _TRAINED[method, replicas]
@@ -200,7 +207,8 @@ def test_one_and_two_replicas_give_the_same_weights_and_losses(method):
             history1[key], history2[key], rtol=1e-4, atol=1e-6, err_msg=key
         )
     # float32 sums in another order on two replicas: FairGrad's weights
-    # differed by 1.05e-5 after training on an AMD EPYC machine (2026-12-02),
+    # differed by 1.05e-5 after training with every label on an AMD EPYC
+    # machine (2026-12-02),
     # under 1e-5 on Intel; a replica bug (a loss not divided by the replicas)
     # moves them by orders of magnitude more
     for w1, w2 in zip(model1.get_weights(), model2.get_weights(), strict=True):

@@ -50,6 +50,12 @@ def toy_data(examples=64, seed=0, missing=False, no_income_rows=0):
     return inputs, {"marital_status": marital, "income": income}
 
 
+def masked_data(examples=64, seed=0):
+    """Half of each task's labels missing; rows 0-7 (the first replica's half
+    of the first batch of 16) carry no income label at all."""
+    return toy_data(examples, seed, missing=True, no_income_rows=8)
+
+
 def batches(data, batch_size=16):
     """Unshuffled batches of `data`, the remainder dropped."""
     return tf.data.Dataset.from_tensor_slices(data).batch(
